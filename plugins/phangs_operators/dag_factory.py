@@ -1,0 +1,491 @@
+"""Build one Airflow DAG per whole target from a PHANGS key set.
+
+The key directory is ``$PHANGS_KEY_DIR``, else the Airflow Variable ``phangs_key_dir``, else
+``<repo>/include/keys``.  Everything known from the key files (targets, configs, products,
+measurement sets, recipes, resolutions, moments) is resolved at parse time, which is cheap
+(no CASA, no I/O beyond reading the key files once); what depends on the data (channel
+count -> chunks, noise -> threshold) flows through XCom at run time.
+
+Shape of a target DAG (PHANGS dependencies, reference §10)::
+
+    [part]                                      one task group per mosaic part (or the target)
+      [config_product]                          per interferometric (config, line product)
+        stage_visibilities ─► plan_chunks ─► dirty_chunk[i] ─► chunk_threshold
+            ─► clean_chunk[i] ─► gather_cube ─► pbcor_round ─► export_cube
+      [config_cont]                              per (config, continuum product)
+        stage_visibilities ─► clean_cube ─► pbcor_round ─► export_cube
+    [linmos_config_product]                     a mosaic: waits on every part
+    [feather_config_product]                    12m+7m+tp: interferometric cube + TP cube
+    [derived_config_product]                    convolve[res] ─► noise[res] ─► strict_mask[res]
+                                                ─► broad_mask (+ linked configs) ─► moments[res]
+    publish_config_product                      product store + catalog, atomically
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+from phangs_operators import filenames as fn
+from phangs_operators.keys import load_project
+from phangs_operators.keys.model import Project
+from phangs_operators.operators.base import STAGES
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_KEY_DIR = REPO_ROOT / "include" / "keys"
+DEFAULT_CHUNK_SIZE = 10
+DAG_ID_PREFIX = "phangs_"
+
+
+def key_dir_from_environment() -> Path:
+    """``$PHANGS_KEY_DIR`` > Airflow Variable ``phangs_key_dir`` > ``<repo>/include/keys``."""
+    env = os.environ.get("PHANGS_KEY_DIR")
+    if env:
+        return Path(env)
+    try:  # pragma: no cover - needs a running Airflow
+        from airflow.sdk import Variable
+
+        value = Variable.get("phangs_key_dir", default=None)
+        if value:
+            return Path(value)
+    except Exception:  # noqa: BLE001 - no DB/API at parse time is fine
+        pass
+    return DEFAULT_KEY_DIR
+
+
+def task_id_for(name: str) -> str:
+    """A task/group id from a PHANGS name: ``12m+7m+tp`` -> ``12m_7m_tp``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name.replace("+", "_"))
+
+
+def dag_id_for(target: str) -> str:
+    return DAG_ID_PREFIX + task_id_for(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# parse-time plan (pure; also used by `phangs run --dry-run` and the graph tests)
+# ---------------------------------------------------------------------------------------------
+
+def target_plan(project: Project, target: str) -> dict[str, Any]:
+    """What the DAG of a whole target runs: parts, interf/feather combinations, mosaics.
+
+    Returns ``{"parts": [...], "interf": [(part, config, product)], "feather": [...],
+    "linmos": [(target, config, product)], "final": [(target, config, product)]}``; ``final``
+    are the cubes that get derived products and are published.
+    """
+    parts = project.mosaic_parts(target) if project.is_mosaic(target) else [target]
+    interf = [c.as_tuple() for c in project.imaging_combinations(parts)]
+    feather = [c.as_tuple() for c in project.feather_combinations(parts)]
+    linmos: list[tuple[str, str, str]] = []
+    if project.is_mosaic(target):
+        per_part: dict[tuple[str, str], set[str]] = {}
+        for part, config, product in interf + feather:
+            per_part.setdefault((config, product), set()).add(part)
+        for (config, product), have in sorted(per_part.items()):
+            if have == set(parts):
+                linmos.append((target, config, product))
+        final = linmos
+    else:
+        final = interf + feather
+    return {"parts": parts, "interf": interf, "feather": feather, "linmos": linmos, "final": final}
+
+
+def configs_served(project: Project, config: str) -> list[str]:
+    """The config itself and every config built on it (its feather config)."""
+    out = [config]
+    if config in project.interf_configs_by_name:
+        fc = project.feather_config_for(config)
+        if fc:
+            out.append(fc)
+    return out
+
+
+def _resolutions(project: Project, target: str, config: str, product: str) -> list[dict[str, Any]]:
+    """Derived resolutions: native first, then angular (arcsec), then physical (pc -> arcsec)."""
+    out: list[dict[str, Any]] = [{"res_tag": "", "arcsec": None, "pc": None}]
+    if not project.is_line_product(product):
+        return []
+    try:
+        settings = project.derived(config, product)
+    except Exception:  # noqa: BLE001 - no derived settings for this pair
+        return out
+    for tag, arcsec in sorted(settings.ang_res.items(), key=lambda kv: kv[1]):
+        out.append({"res_tag": tag, "arcsec": float(arcsec), "pc": None})
+    dist = project.distance_mpc(target)
+    for tag, pc in sorted(settings.phys_res.items(), key=lambda kv: kv[1]):
+        if dist is None:
+            log.warning("no distance for %s: skipping physical resolution %s", target, tag)
+            continue
+        out.append({"res_tag": tag, "arcsec": None, "pc": float(pc), "distance_mpc": float(dist)})
+    return out
+
+
+def _dirs(project: Project, target: str) -> dict[str, Path]:
+    return {name: project.target_dir(f"{name}_root", target)
+            for name in ("imaging", "postprocess", "derived")}
+
+
+def _ms_by_array(project: Project, target: str, config: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for tag in project.array_tags(config):
+        for entry, path in project.ms_for(target, tag):
+            cand = path or (project.ms_candidates(entry) or [Path(entry.filename)])[0]
+            out.setdefault(tag, []).append(str(cand))
+    return out
+
+
+def _singledish_path(project: Project, target: str, product: str) -> Path | None:
+    """The single-dish cube of the key: the existing file, else where it is expected."""
+    name = project.singledish_file(target, product)
+    if name is None:
+        return None
+    found = project.singledish_path(target, product)
+    if found is not None:
+        return found
+    roots = project.roots.get("singledish_root") or []
+    return Path(name) if Path(name).is_absolute() or not roots else roots[0] / name
+
+
+def _tclean_kw(project: Project, target: str, config: str, product: str) -> dict[str, Any]:
+    kw = project.clean_parameters(config, product)
+    kw.pop("chanchunks", None)  # obsolete in CASA 6
+    kw["phasecenter"] = project.phasecenter(target)
+    scales = project.clean_scales_arcsec(config)
+    if scales:
+        kw["scales_arcsec"] = list(scales)
+    for key, value in project.overrides(target, config, product).items():
+        kw[key] = value
+    return kw
+
+
+def _doc_md(project: Project, target: str, plan: dict[str, Any]) -> str:
+    vsys, vwidth = project.vsys_vwidth(target, check_parent=True)
+    lines = [f"# PHANGS-ALMA pipeline: `{target}`", "",
+             f"Phase centre `{project.phasecenter(target)}`, vsys {vsys} km/s, window {vwidth} km/s,",
+             f"distance {project.distance_mpc(target)} Mpc. Key set `{project.master_key}` "
+             f"(sha256 `{project.keyset_hash()[:12]}`).", ""]
+    if len(plan["parts"]) > 1:
+        lines += [f"Linear mosaic of parts: {', '.join(plan['parts'])}.", ""]
+    lines += ["| part | array | measurement sets |", "|---|---|---|"]
+    for part in plan["parts"]:
+        for tag in project.array_tags_for_target(part):
+            names = ", ".join(e.filename for e in project.ms_entries(part, tag))
+            lines.append(f"| {part} | {tag} | {names} |")
+    lines += ["", "Products (target, config, product): "
+              + "; ".join(f"{c} {p}" for _, c, p in plan["final"]), "",
+              "Params: `configs`, `products`, `stages` select what runs; `chunk_size` sets the channel "
+              "chunking; `force` re-runs finished steps; `dry_run` only logs inputs and outputs."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# DAG construction
+# ---------------------------------------------------------------------------------------------
+
+def build_target_dag(project: Project, target: str, *, schedule: Any = None,
+                     chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """Build the DAG of one whole target (a mosaic includes its parts)."""
+    from airflow.sdk import DAG, Param, TaskGroup
+
+    from phangs_operators.operators.derived import (
+        BroadMaskOperator,
+        ConvolveCubeOperator,
+        MomentsOperator,
+        NoiseCubeOperator,
+        StrictMaskOperator,
+    )
+    from phangs_operators.operators.imaging import (
+        ChunkThresholdOperator,
+        CleanCubeOperator,
+        GatherCubeOperator,
+        ImageChunkOperator,
+        ImageGeometryOperator,
+        PlanChunksOperator,
+    )
+    from phangs_operators.operators.postprocess import (
+        ExportCubeOperator,
+        FeatherOperator,
+        LinearMosaicOperator,
+        PbcorRoundBeamOperator,
+    )
+    from phangs_operators.operators.publish import PublishProductsOperator
+    from phangs_operators.operators.staging import StageVisibilitiesOperator
+
+    plan = target_plan(project, target)
+    configs = sorted({c for _, c, _ in plan["interf"] + plan["feather"]})
+    products = sorted({p for _, _, p in plan["interf"] + plan["feather"]})
+    params = {
+        "configs": Param(configs, type="array", items={"type": "string", "enum": configs or [""]},
+                         title="Configurations", description="Array configurations to process.",
+                         section="What to run"),
+        "products": Param(products, type="array", items={"type": "string", "enum": products or [""]},
+                          title="Products", description="Line and continuum products to process.",
+                          section="What to run"),
+        "stages": Param(list(STAGES), type="array", items={"type": "string", "enum": list(STAGES)},
+                        title="Stages", description="Pipeline stages to run; a stage left out "
+                        "reuses the outputs of an earlier run.", section="What to run"),
+        "chunk_size": Param(chunk_size, type="integer", minimum=1, maximum=100000,
+                            title="Channels per imaging chunk",
+                            description="Cubes are imaged in chunks of this many channels, in "
+                            "parallel (at most 200 chunks).", section="Imaging"),
+        "force": Param(False, type="boolean", title="Force re-run",
+                       description="Re-run steps whose outputs already exist.", section="Run control"),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Log the files every task would read and write; run nothing.",
+                         section="Run control"),
+    }
+    tags = ["phangs", target, *configs]
+    dag = DAG(
+        dag_id=dag_id_for(target),
+        dag_display_name=f"PHANGS {target}",
+        schedule=schedule,
+        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        tags=tags,
+        doc_md=_doc_md(project, target, plan),
+        default_args={"owner": "phangs", "retries": 1},
+        render_template_as_native_obj=True,
+    )
+    force = "{{ params.force }}"
+    final_cubes: dict[tuple[str, str], Any] = {}  # (config, product) -> export task (final target)
+    final_images: dict[tuple[str, str], Any] = {}  # (config, product) -> task making the final image
+    part_post: dict[tuple[str, str, str], Any] = {}  # (part, config, product) -> pbcor_round task
+
+    with dag:
+        for part in plan["parts"]:
+            dirs = _dirs(project, part)
+            part_combos = [c for c in plan["interf"] if c[0] == part]
+            group_ctx = TaskGroup(task_id_for(part), tooltip=f"mosaic part {part}") \
+                if len(plan["parts"]) > 1 else None
+            if group_ctx is not None:
+                group_ctx.__enter__()
+            try:
+                for _, config, product in part_combos:
+                    serves = configs_served(project, config)
+                    common = {"force": force, "serves_configs": serves, "serves_product": product}
+                    name = f"{part}_{config}_{product}"
+                    with TaskGroup(task_id_for(f"{config}_{product}"),
+                                   tooltip=f"{part} {config} {product}: staging and imaging"):
+                        imaging_dir = str(dirs["imaging"])
+                        vsys, vwidth = project.vsys_vwidth(part, check_parent=True)
+                        ms_in = _ms_by_array(project, part, config)
+                        out_ms = str(Path(imaging_dir) / fn.vis_filename(part, config, product))
+                        if project.is_line_product(product):
+                            lp = project.line_product(product)
+                            line = {"line": lp.line_tag, "vsys_kms": vsys, "vwidth_kms": vwidth,
+                                    "channel_kms": lp.channel_kms, "statwt_edge_kms": lp.statwt_edge_kms,
+                                    "fitorder": lp.fitorder, "target_field": None,
+                                    "lines_to_exclude": list(lp.lines_to_flag) or None}
+                            stage = StageVisibilitiesOperator(
+                                task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
+                                target=part, config=config, product=product, line=line,
+                                workdir=imaging_dir, **common)
+                        else:
+                            cp = project.cont_product(product)
+                            cont = {"vsys_kms": vsys, "vwidth_kms": vwidth, "target_field": None,
+                                    "lines_to_flag": list(cp.lines_to_flag) or ["co"]}
+                            stage = StageVisibilitiesOperator(
+                                task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
+                                target=part, config=config, product=product, continuum=cont,
+                                workdir=imaging_dir, **common)
+                        tclean_kw = _tclean_kw(project, part, config, product)
+                        mask = project.cleanmask_path(part, product)
+                        geometry = ImageGeometryOperator(
+                            task_id="image_geometry", ms=stage.output, workdir=imaging_dir,
+                            geometry_kw={"phasecenter": project.phasecenter(part),
+                                         "scales_arcsec": project.clean_scales_arcsec(config)},
+                            **common)
+                        cube_root = str(Path(imaging_dir) / fn.cube_filename(part, config, product, casa=True,
+                                                                              casaext=""))
+                        if project.is_line_product(product):
+                            planned = PlanChunksOperator(task_id="plan_chunks", nchan=stage.output,
+                                                         chunk_size="{{ params.chunk_size }}",
+                                                         workdir=imaging_dir, **common)
+                            chunk_dir = str(Path(imaging_dir) / "chunks")
+                            chunk_common = {"ms": stage.output, "chunk_dir": chunk_dir, "name": name,
+                                            "geometry": geometry.output, "tclean_kw": tclean_kw,
+                                            "workdir": imaging_dir, **common}
+                            dirty = ImageChunkOperator.partial(
+                                task_id="dirty_chunk", mode="dirty", **chunk_common,
+                            ).expand_kwargs(planned.output)
+                            threshold = ChunkThresholdOperator(
+                                task_id="chunk_threshold", dirty_chunks=dirty.output,
+                                workdir=imaging_dir, **common)
+                            clean = ImageChunkOperator.partial(
+                                task_id="clean_chunk", mode="clean", threshold_jy=threshold.output,
+                                mask=str(mask) if mask else None, **chunk_common,
+                            ).expand_kwargs(planned.output)
+                            cube = GatherCubeOperator(task_id="gather_cube", chunks=clean.output,
+                                                      out_root=cube_root, workdir=imaging_dir, **common)
+                        else:
+                            cube = CleanCubeOperator(task_id="clean_cube", ms=stage.output, out_root=cube_root,
+                                                     geometry=geometry.output, tclean_kw=tclean_kw,
+                                                     mask=str(mask) if mask else None,
+                                                     workdir=imaging_dir, **common)
+                        post_root = str(Path(dirs["postprocess"]) / f"{part}_{config}_{product}")
+                        post = PbcorRoundBeamOperator(task_id="pbcor_round", cube=cube.output,
+                                                      out_root=post_root, workdir=str(dirs["postprocess"]),
+                                                      **common)
+                        part_post[(part, config, product)] = post
+                        if part == target:
+                            export = ExportCubeOperator(
+                                task_id="export_cube", image=post.output,
+                                out_fits=str(Path(dirs["postprocess"]) / fn.cube_filename(
+                                    part, config, product, ext="pbcorr_trimmed_k")),
+                                workdir=str(dirs["postprocess"]), serves_configs=[config],
+                                serves_product=product, force=force)
+                            final_cubes[(config, product)] = export
+                            final_images[(config, product)] = post
+            finally:
+                if group_ctx is not None:
+                    group_ctx.__exit__(None, None, None)
+
+        # linear mosaics of the interferometric configs
+        tdirs = _dirs(project, target)
+        for _, config, product in plan["linmos"]:
+            if config not in project.interf_configs_by_name:
+                continue
+            with TaskGroup(task_id_for(f"linmos_{config}_{product}"),
+                           tooltip=f"linear mosaic {target} {config} {product}"):
+                common = {"force": force, "serves_configs": configs_served(project, config),
+                          "serves_product": product}
+                pdir = str(tdirs["postprocess"])
+                mos = LinearMosaicOperator(
+                    task_id="linear_mosaic",
+                    parts=[part_post[(p, config, product)].output for p in plan["parts"]],
+                    out_image=str(Path(pdir) / fn.cube_filename(target, config, product, ext="linmos",
+                                                                casa=True)),
+                    workdir=pdir, **common)
+                final_images[(config, product)] = mos
+                final_cubes[(config, product)] = ExportCubeOperator(
+                    task_id="export_cube", image=mos.output,
+                    out_fits=str(Path(pdir) / fn.cube_filename(target, config, product, ext="pbcorr_trimmed_k")),
+                    workdir=pdir, force=force, serves_configs=[config], serves_product=product)
+
+        # feathering with total power
+        feather_targets = [(t, c, p) for t, c, p in plan["feather"]]
+        if project.is_mosaic(target):
+            feather_targets = [(target, c, p) for _, c, p in plan["linmos"]
+                               if c in project.feather_configs_by_name]
+        for ftarget, fconfig, product in feather_targets:
+            iconfig = project.interf_config_for(fconfig)
+            sd = _singledish_path(project, ftarget, product) or _singledish_path(
+                project, plan["parts"][0], product)
+            if (iconfig, product) not in final_images or sd is None:
+                log.warning("%s %s %s: no interferometric cube or single-dish cube; not feathering",
+                            ftarget, fconfig, product)
+                continue
+            pdir = str(tdirs["postprocess"])
+            with TaskGroup(task_id_for(f"feather_{fconfig}_{product}"),
+                           tooltip=f"feather {ftarget} {iconfig} {product} with total power"):
+                common = {"force": force, "serves_configs": [fconfig], "serves_product": product}
+                feathered = FeatherOperator(
+                    task_id="feather", interf=final_images[(iconfig, product)].output, singledish_fits=str(sd),
+                    out_image=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, casa=True)),
+                    sdfactor=float(project.singledish_config().get("sdfactor", 1.0) or 1.0),
+                    workdir=pdir, **common)
+                final_cubes[(fconfig, product)] = ExportCubeOperator(
+                    task_id="export_cube", image=feathered.output,
+                    out_fits=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, ext="pbcorr_trimmed_k")),
+                    workdir=pdir, **common)
+
+        # derived products and publication of every final cube
+        strict_tasks: dict[str, Any] = {}
+        broad_pending: list[tuple[Any, str, str]] = []
+        for (config, product), export in sorted(final_cubes.items()):
+            ddir = str(tdirs["derived"])
+            common = {"force": force, "serves_configs": [config], "serves_product": product}
+            resolutions = _resolutions(project, target, config, product)
+            derived_outputs: list[Any] = []
+            if resolutions:
+                with TaskGroup(task_id_for(f"derived_{config}_{product}"),
+                               tooltip=f"derived products {target} {config} {product}"):
+                    names = {"target": target, "config": config, "product": product}
+                    conv = ConvolveCubeOperator.partial(
+                        task_id="convolve", cube=export.output, out_dir=ddir, names=names,
+                        convolve_kw=project.derived_kwargs(config, product, "convolve_kw"),
+                        workdir=ddir, **common,
+                    ).expand_kwargs(resolutions)
+                    noise = NoiseCubeOperator.partial(
+                        task_id="noise", noise_kw=project.derived_kwargs(config, product, "noise_kw"),
+                        workdir=ddir, **common,
+                    ).expand(cube=conv.output)
+                    strict = StrictMaskOperator.partial(
+                        task_id="strict_mask",
+                        strictmask_kw=project.derived_kwargs(config, product, "strictmask_kw"),
+                        workdir=ddir, **common,
+                    ).expand(cube=noise.output)
+                    strict_tasks[config + "/" + product] = strict
+                    broad = BroadMaskOperator(
+                        task_id="broad_mask", strict_masks=[strict.output], cubes=noise.output,
+                        broadmask_kw=project.derived_kwargs(config, product, "broadmask_kw"),
+                        out_dir=ddir, names=names, workdir=ddir, **common)
+                    moments = MomentsOperator.partial(
+                        task_id="moments", broad_mask=broad.output, names=names, out_dir=ddir,
+                        moments=[_moment_def(project, m) for m in project.moment_list(config, product)],
+                        workdir=ddir, **common,
+                    ).expand(cube=strict.output)
+                    broad_pending.append((broad, config, product))
+                    derived_outputs = [noise.output, strict.output, broad.output, moments.output]
+            PublishProductsOperator(
+                task_id=task_id_for(f"publish_{config}_{product}"),
+                files=[export.output, *derived_outputs], target=target, config=config, product=product,
+                keyset_hash=project.keyset_hash(), workdir=str(tdirs["derived"]), **common)
+
+        # broad masks also need the strict masks of the linked configs (PHANGS mask_configs)
+        for broad, config, product in broad_pending:
+            for linked in project.mask_configs(config, product):
+                other = strict_tasks.get(linked + "/" + product)
+                if other is not None and linked != config:
+                    broad.strict_masks.append(other.output)
+                    other >> broad
+    _attach_params(dag, params)
+    return dag
+
+
+def _attach_params(dag, params: dict[str, Any]) -> None:
+    """Give the DAG and all its tasks ONE shared params dict.
+
+    Passing ``params=`` to the DAG constructor makes Airflow deep-copy the whole params
+    schema into every operator, several times (one per ``__init__`` level): for the 90
+    PHANGS-ALMA targets that was two thirds of the parse time. The tasks only read params,
+    so sharing one validated :class:`ParamsDict` is equivalent.
+    """
+    from airflow.sdk.definitions.param import ParamsDict
+
+    shared = ParamsDict(params)
+    dag.params = shared
+    for task in dag.tasks:
+        task.params = shared
+
+
+def _moment_def(project: Project, name: str) -> dict[str, Any]:
+    m = project.moment(name)
+    return {"name": m.name, "algorithm": m.algorithm, "mask": m.mask, "ext": m.ext,
+            "ext_error": m.ext_error, "round": m.round, "kwargs": dict(m.kwargs),
+            "maps_to_pass": list(m.maps_to_pass), "other_exts": dict(m.other_exts)}
+
+
+def build_dags(key_dir: str | os.PathLike[str] | None = None, *,
+               targets: Iterable[str] | None = None) -> dict[str, Any]:
+    """All target DAGs of a key set, ``{dag_id: DAG}`` (the DAG files call this)."""
+    project = load_project(key_dir or key_dir_from_environment())
+    wanted = list(targets) if targets is not None else project.whole_targets()
+    out = {}
+    for target in wanted:
+        plan = target_plan(project, target)
+        if not plan["interf"]:
+            log.info("target %s has no measurement sets for any config: no DAG", target)
+            continue
+        dag = build_target_dag(project, target)
+        out[dag.dag_id] = dag
+    return out

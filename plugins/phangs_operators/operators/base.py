@@ -1,0 +1,214 @@
+"""Common behaviour of the phangs operators.
+
+An operator is thin: ``__init__`` only stores arguments (DAG parsing runs it for every DAG:
+no I/O, no CASA import), ``execute`` resolves inputs, calls **one** routine, records a QA /
+provenance JSON next to its outputs and returns a small XCom (paths, numbers; never arrays).
+
+Behaviour shared by every operator, driven by the DAG run's params when present:
+
+* ``stages``: a task whose :attr:`stage` is not selected is skipped (and so is what depends on it);
+* ``force``: re-run even when the outputs of a previous run exist;
+* ``dry_run``: log the files the task would read and write, touch nothing.
+
+Restart semantics: when every declared output exists and its QA record is present, the
+routine is not called again (the recorded result is returned), unless ``force``.
+CASA steps (:attr:`casa_step`) default to the ``casa`` pool, retries and a timeout, and run in
+their own scratch directory with their own CASA log file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from phangs_operators import __version__
+
+log = logging.getLogger(__name__)
+
+#: pipeline stages, in order; the DAG params form offers these
+STAGES = ("total_power", "staging", "imaging", "postprocess", "derived", "publish")
+
+CASA_POOL = "casa"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn a routine result (dataclass with ``to_dict``, paths, numpy scalars) into JSON data."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+class PhangsBaseOperator(BaseOperator):
+    """Base class of every phangs operator.
+
+    Parameters
+    ----------
+    workdir
+        Working directory of the step (intermediate files, QA JSON, CASA logs).
+    force
+        Re-run even when outputs exist (templated; the DAG passes ``{{ params.force }}``).
+    serves_configs, serves_product
+        For runs whose params select ``configs`` / ``products``: the configs this task is
+        needed for (its own and the ones built on it, e.g. ``12m+7m`` serves ``12m+7m+tp``)
+        and its product. ``None`` means always needed.
+    """
+
+    template_fields: Sequence[str] = ("workdir", "force")
+    #: stage this step belongs to (see :data:`STAGES`)
+    stage: str = "imaging"
+    #: True for steps that run CASA (pool ``casa``, scratch cwd, CASA log file)
+    casa_step: bool = False
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, workdir: str, force: bool | str = False,
+                 serves_configs: Sequence[str] | None = None, serves_product: str | None = None,
+                 **kwargs: Any) -> None:
+        if self.casa_step:
+            kwargs.setdefault("pool", CASA_POOL)
+            kwargs.setdefault("retries", 2)
+            kwargs.setdefault("retry_delay", timedelta(minutes=1))
+            kwargs.setdefault("execution_timeout", timedelta(hours=12))
+        else:
+            kwargs.setdefault("retries", 1)
+            kwargs.setdefault("retry_delay", timedelta(seconds=30))
+            kwargs.setdefault("execution_timeout", timedelta(hours=2))
+        if not kwargs.get("doc_md"):
+            kwargs["doc_md"] = type(self).__doc__
+        super().__init__(**kwargs)
+        self.workdir = workdir
+        self.force = force
+        self.serves_configs = list(serves_configs) if serves_configs is not None else None
+        self.serves_product = serves_product
+
+    # -- hooks for subclasses ---------------------------------------------------------
+    def inputs(self, context: Mapping[str, Any]) -> list[str]:
+        """Files the step reads (for dry runs, provenance and input checks)."""
+        return []
+
+    def outputs(self, context: Mapping[str, Any]) -> list[str]:
+        """Files the step writes; when they all exist the step is considered finished."""
+        return []
+
+    def run_routine(self, context: Mapping[str, Any]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- machinery ----------------------------------------------------------------------
+    def _map_suffix(self, context: Mapping[str, Any]) -> str:
+        ti = context.get("ti")
+        map_index = getattr(ti, "map_index", -1) if ti is not None else -1
+        return f".{map_index}" if map_index is not None and map_index >= 0 else ""
+
+    def qa_path(self, context: Mapping[str, Any]) -> Path:
+        name = self.task_id.replace("/", "_") + self._map_suffix(context) + ".json"
+        return Path(self.workdir) / "qa" / name
+
+    def _selected(self, context: Mapping[str, Any]) -> str | None:
+        """None when the task is selected by the run's params, else the reason to skip."""
+        params = context.get("params") or {}
+        stages = params.get("stages")
+        if stages and self.stage not in stages:
+            return f"stage {self.stage!r} not selected (stages={list(stages)})"
+        configs = params.get("configs")
+        if configs and self.serves_configs is not None and not set(configs) & set(self.serves_configs):
+            return f"configs {self.serves_configs} not selected (configs={list(configs)})"
+        products = params.get("products")
+        if products and self.serves_product is not None and self.serves_product not in products:
+            return f"product {self.serves_product!r} not selected (products={list(products)})"
+        return None
+
+    def execute(self, context: Mapping[str, Any]) -> Any:
+        params = context.get("params") or {}
+        reason = self._selected(context)
+        inputs, outputs = self.inputs(context), self.outputs(context)
+        qa_file = self.qa_path(context)
+        finished = bool(outputs) and qa_file.is_file() and all(Path(p).exists() for p in outputs)
+        if reason:
+            if finished:  # downstream steps of a selected stage can still use these outputs
+                self.log.info("%s; using the outputs of a previous run", reason)
+                return json.loads(qa_file.read_text())["result"]
+            raise AirflowSkipException(reason)
+        force = _truthy(self.force) or _truthy(params.get("force", False))
+        if _truthy(params.get("dry_run", False)):
+            self.log.info("dry run: %s would read %s and write %s", self.task_id, inputs, outputs)
+            return {"dry_run": True, "inputs": inputs, "outputs": outputs}
+        if finished and not force:
+            self.log.info("outputs of %s exist (%s); not re-running (force=False)", self.task_id, outputs)
+            return json.loads(qa_file.read_text())["result"]
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        if self.casa_step:
+            result = self._run_casa(context)
+        else:
+            result = self.run_routine(context)
+        elapsed = time.monotonic() - t0
+        result = to_jsonable(result)
+        self._record(context, qa_file, result, inputs, elapsed)
+        self.log.info("%s finished in %.1f s", self.task_id, elapsed)
+        return result
+
+    def _run_casa(self, context: Mapping[str, Any]) -> Any:
+        from phangs_operators.casa import casa_session  # noqa: PLC0415 - CASA only at run time
+
+        ti = context.get("ti")
+        try_number = getattr(ti, "try_number", 1) if ti is not None else 1
+        tag = self.task_id.replace("/", "_").replace(".", "_") + self._map_suffix(context)
+        scratch = Path(self.workdir) / "scratch" / f"{tag}.try{try_number}"
+        logfile = Path(self.workdir) / "logs" / f"{tag}.casa.log"
+        self.log.info("CASA scratch directory %s, CASA log %s", scratch, logfile)
+        try:
+            with casa_session(scratch, logfile):
+                return self.run_routine(context)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _record(self, context: Mapping[str, Any], qa_file: Path, result: Any,
+                inputs: list[str], elapsed: float) -> None:
+        ti = context.get("ti")
+        record = {
+            "task_id": self.task_id,
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": getattr(ti, "run_id", None),
+            "map_index": getattr(ti, "map_index", None),
+            "try_number": getattr(ti, "try_number", None),
+            "host": socket.gethostname(),
+            "stage": self.stage,
+            "elapsed_s": round(elapsed, 3),
+            "inputs": inputs,
+            "software": {"phangs_airflow": __version__},
+            "result": result,
+        }
+        qa_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = qa_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=str))
+        os.replace(tmp, qa_file)

@@ -1,0 +1,207 @@
+"""Stage 4 operators: convolution, noise cubes, strict/broad masks and moment maps.
+
+They are mapped over the derived resolutions of a (config, product) (native first) and pass a
+small record along the chain: ``{"res_tag": "", "cube": ..., "noise": ..., "strictmask": ...}``.
+A requested resolution finer than the cube's beam is a logged skip (``"skipped": true``),
+never a failure, and every later step passes it through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from phangs_operators import filenames as fn
+from phangs_operators.operators.base import PhangsBaseOperator
+
+
+def _record(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {"cube": str(value), "res_tag": ""}
+
+
+def _fits(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return value.get("fits") or value.get("cube") or value["out_fits"]
+    return str(value)
+
+
+def _flatten(values: Any) -> list[Any]:
+    out: list[Any] = []
+    for v in values if isinstance(values, (list, tuple)) else list(values):
+        if isinstance(v, Mapping) or isinstance(v, str):
+            out.append(v)
+        else:
+            out.extend(_flatten(list(v)))
+    return out
+
+
+class _DerivedOperator(PhangsBaseOperator):
+    stage = "derived"
+    ui_color = "#fff3cd"
+
+    def __init__(self, *, names: Mapping[str, str] | None = None, out_dir: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.names = dict(names or {})
+        self.out_dir = out_dir
+
+    def derived_path(self, res_tag: str, ext: str) -> str:
+        name = fn.derived_filename(self.names["target"], self.names["config"], self.names["product"],
+                                   res=res_tag or None, ext=ext)
+        return str(Path(self.out_dir or self.workdir) / name)
+
+
+class ConvolveCubeOperator(_DerivedOperator):
+    """Convolve the science-ready cube to one angular (``arcsec``) or physical (``pc`` at
+    ``distance_mpc``) resolution (round beam, PHANGS tolerance rule, coverage cube, DIST_MPC).
+    The native resolution (``res_tag`` ``""``) passes the cube through.
+
+    XCom: ``{"res_tag":, "cube":, "coverage":, "skipped":}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "cube", "out_dir")
+
+    def __init__(self, *, cube: Any, res_tag: str = "", arcsec: float | None = None,
+                 pc: float | None = None, distance_mpc: float | None = None,
+                 convolve_kw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", "{{ res_label }}")
+        super().__init__(**kwargs)
+        self.cube, self.res_tag, self.arcsec, self.pc = cube, res_tag, arcsec, pc
+        self.distance_mpc = distance_mpc
+        self.convolve_kw = dict(convolve_kw or {})
+
+    def outputs(self, context):
+        return [self.derived_path(self.res_tag, "")] if self.res_tag else []
+
+    def execute(self, context):
+        context["res_label"] = self.res_tag or "native"
+        return super().execute(context)
+
+    def run_routine(self, context):
+        cube = _fits(self.cube)
+        if not self.res_tag:
+            return {"res_tag": "", "cube": cube, "coverage": None, "skipped": False}
+        from phangs_operators.routines.cubes import convolution  # noqa: PLC0415
+
+        out = self.derived_path(self.res_tag, "")
+        result = convolution.convolve_cube(cube, out, target_arcsec=self.arcsec, target_pc=self.pc,
+                                           distance_mpc=self.distance_mpc, **self.convolve_kw)
+        rec = result.to_dict()
+        skipped = bool(rec.get("skipped"))
+        return {"res_tag": self.res_tag, "cube": None if skipped else out,
+                "coverage": rec.get("coverage_fits") or rec.get("coverage"),
+                "coverage2d": rec.get("coverage2d_fits"), "skipped": skipped, "convolve": rec}
+
+
+class NoiseCubeOperator(_DerivedOperator):
+    """Noise cube of one resolution (PHANGS ``recipe_phangs_noise``: spec_box, iterations, box,
+    substride, bandpass smoothing, zero-centred MAD). XCom: the record plus ``"noise"``."""
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "cube")
+
+    def __init__(self, *, cube: Any, noise_kw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cube = cube
+        self.noise_kw = dict(noise_kw or {})
+
+    def run_routine(self, context):
+        rec = _record(self.cube)
+        if rec.get("skipped"):
+            return rec
+        from phangs_operators.routines.cubes.noise import make_noise_cube  # noqa: PLC0415
+
+        out = rec["cube"][: -len(".fits")] + "_noise.fits"
+        rec["noise"] = out
+        rec["noise_result"] = make_noise_cube(rec["cube"], out, **self.noise_kw).to_dict()
+        return rec
+
+
+class StrictMaskOperator(_DerivedOperator):
+    """Strict mask of one resolution (hi/lo thresholds and channels, region rejection, coverage
+    prior, xy/v growth). XCom: the record plus ``"strictmask"``."""
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "cube")
+
+    def __init__(self, *, cube: Any, strictmask_kw: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cube = cube
+        self.strictmask_kw = dict(strictmask_kw or {})
+
+    def run_routine(self, context):
+        rec = _record(self.cube)
+        if rec.get("skipped"):
+            return rec
+        from phangs_operators.routines.cubes.masks import make_strict_mask  # noqa: PLC0415
+
+        out = rec["cube"][: -len(".fits")] + "_strictmask.fits"
+        result = make_strict_mask(rec["cube"], rec["noise"], out, coverage_fits=rec.get("coverage"),
+                                  **self.strictmask_kw)
+        rec["strictmask"] = out
+        rec["strictmask_result"] = result.to_dict()
+        return rec
+
+
+class BroadMaskOperator(_DerivedOperator):
+    """Broad mask: union of the strict masks of every resolution of this config and of its
+    linked ``mask_configs``, reprojected by nearest pixel onto the native grid.
+    XCom: ``{"broadmask": <native grid>, ...}``."""
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "strict_masks", "cubes")
+
+    def __init__(self, *, strict_masks: list[Any], cubes: Any = None,
+                 broadmask_kw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strict_masks = strict_masks
+        self.cubes = cubes
+        self.broadmask_kw = dict(broadmask_kw or {})
+
+    def outputs(self, context):
+        return [self.derived_path("", "_broadmask")]
+
+    def run_routine(self, context):
+        from phangs_operators.routines.cubes.masks import make_broad_mask  # noqa: PLC0415
+
+        groups = list(self.strict_masks)
+        own = [_record(r) for r in _flatten(groups[:1])]
+        linked = [_record(r) for r in _flatten(groups[1:])]
+        native = next((r for r in own if not r.get("res_tag") and r.get("strictmask")), None)
+        if native is None:
+            raise ValueError(f"broad mask of {self.names} needs the native-resolution strict mask; "
+                             f"got {[r.get('strictmask') for r in own]}")
+        others = [r["strictmask"] for r in own + linked if r.get("strictmask") and r is not native]
+        out = self.derived_path("", "_broadmask")
+        result = make_broad_mask(native["strictmask"], others, out, **self.broadmask_kw)
+        return {"broadmask": out, "template": native["strictmask"], "inputs": others,
+                "result": result.to_dict()}
+
+
+class MomentsOperator(_DerivedOperator):
+    """Moment maps and their uncertainty maps for one resolution, from the moment key
+    definitions (mom0, mom1, mom2, ew, tpeak, vpeak, ...), with PHANGS names and headers.
+    XCom: ``{"res_tag":, "maps": [paths]}``."""
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "cube", "broad_mask")
+
+    def __init__(self, *, cube: Any, broad_mask: Any, moments: list[Mapping[str, Any]],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cube, self.broad_mask = cube, broad_mask
+        self.moments = [dict(m) for m in moments]
+
+    def run_routine(self, context):
+        rec = _record(self.cube)
+        if rec.get("skipped"):
+            return {"res_tag": rec.get("res_tag"), "maps": [], "skipped": True}
+        from phangs_operators.routines.cubes.moments import make_moments  # noqa: PLC0415
+
+        broad = self.broad_mask["broadmask"] if isinstance(self.broad_mask, Mapping) else self.broad_mask
+        stem = rec["cube"][: -len(".fits")]
+        result = make_moments(rec["cube"], rec["noise"], strict_mask=rec["strictmask"], broad_mask=broad,
+                              out_stem=stem, moments=self.moments)
+        out = result.to_dict()
+        out["res_tag"] = rec.get("res_tag")
+        return out

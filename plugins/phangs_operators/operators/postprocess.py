@@ -1,0 +1,154 @@
+"""Stage 3 operators: primary-beam correction + round beam, feathering, linear mosaics, export.
+
+PHANGS order (PostProcessHandler): pbcor and round beam of the gathered interferometric cube;
+feather with the single-dish cube for ``+tp`` configs; linear mosaic of multi-part targets;
+then Kelvin, trim and the science-ready FITS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from phangs_operators.operators.base import PhangsBaseOperator
+
+
+def _root(value: Any) -> str:
+    return value["root"] if isinstance(value, Mapping) else str(value)
+
+
+def _image(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return value.get("image") or value.get("out") or value["root"] + ".image"
+    return str(value)
+
+
+class PbcorRoundBeamOperator(PhangsBaseOperator):
+    """Primary-beam correct the gathered cube (impbcor, PHANGS cutoff) and convolve every plane
+    to one round beam (``sqrt(bmaj_max² + (2·pixel)²)``, rounded as PHANGS does).
+
+    Writes ``<root>_pbcorr_round.image`` (and ``<root>_round.image``, flat noise, for feathering).
+    XCom: ``{"image": ..., "flat": ..., "pb": ..., "beam_arcsec": ...}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "cube", "out_root")
+    stage = "postprocess"
+    casa_step = True
+    ui_color = "#f8e0f0"
+
+    def __init__(self, *, cube: Any, out_root: str, pb_cutoff: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cube, self.out_root, self.pb_cutoff = cube, out_root, pb_cutoff
+
+    def outputs(self, context):
+        return [self.out_root + "_pbcorr_round.image"]
+
+    def run_routine(self, context):
+        from phangs_operators.routines import postprocess as post  # noqa: PLC0415
+
+        root = _root(self.cube)
+        pbcor = post.pbcor_cube(root + ".image", root + ".pb", self.out_root + "_pbcorr.image",
+                                cutoff=self.pb_cutoff)
+        rounded = post.round_beam(self.out_root + "_pbcorr.image", self.out_root + "_pbcorr_round.image")
+        flat = post.round_beam(root + ".image", self.out_root + "_round.image",
+                               target_beam_arcsec=rounded.to_dict().get("beam_arcsec"))
+        return {"image": self.out_root + "_pbcorr_round.image", "flat": self.out_root + "_round.image",
+                "pb": root + ".pb", "pbcor": pbcor.to_dict(), "round": rounded.to_dict(),
+                "flat_round": flat.to_dict(),
+                "beam_arcsec": rounded.to_dict().get("beam_arcsec")}
+
+
+class FeatherOperator(PhangsBaseOperator):
+    """Feather the interferometric cube with the single-dish (total power) cube.
+
+    The TP FITS (3-D, Jy/beam or K) gets a Stokes axis, is reordered to RA, Dec, Stokes, Freq,
+    regridded onto the interferometer cube (velocity axis too) and feathered with ``sdfactor``.
+    XCom: ``{"image": <feathered>, "flux_interf":, "flux_feathered":, ...}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "interf", "singledish_fits",
+                                      "out_image")
+    stage = "postprocess"
+    casa_step = True
+    ui_color = "#f3d1ea"
+
+    def __init__(self, *, interf: Any, singledish_fits: str, out_image: str, sdfactor: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.interf, self.singledish_fits, self.out_image = interf, singledish_fits, out_image
+        self.sdfactor = sdfactor
+
+    def inputs(self, context):
+        return [self.singledish_fits]
+
+    def outputs(self, context):
+        return [self.out_image]
+
+    def run_routine(self, context):
+        from phangs_operators.routines import postprocess as post  # noqa: PLC0415
+
+        interf = _image(self.interf)
+        sd_image = self.out_image.replace(".image", "_singledish.image")
+        post.import_singledish(self.singledish_fits, interf, sd_image, workdir=".")
+        return post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=".")
+
+
+class LinearMosaicOperator(PhangsBaseOperator):
+    """Linear mosaic of the parts of a multi-part target: common grid and round beam,
+    noise-weighted primary-beam weighting ``Σ I·pb²/σ² / Σ pb²/σ²``.
+
+    XCom: ``{"image": <mosaic>, ...}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "parts", "out_image")
+    stage = "postprocess"
+    casa_step = True
+    ui_color = "#ead1f3"
+
+    def __init__(self, *, parts: Sequence[Any], out_image: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parts, self.out_image = parts, out_image
+
+    def outputs(self, context):
+        return [self.out_image]
+
+    def run_routine(self, context):
+        from phangs_operators.routines import postprocess as post  # noqa: PLC0415
+
+        parts = list(self.parts)
+        images = [_image(p) for p in parts]
+        pbs = [p["pb"] if isinstance(p, Mapping) and p.get("pb") else _image(p).replace(".image", ".pb")
+               for p in parts]
+        return post.linear_mosaic(images, pbs, self.out_image)
+
+
+class ExportCubeOperator(PhangsBaseOperator):
+    """Kelvin, trim and the science-ready FITS (PHANGS header cleanup), e.g.
+    ``ngc0628_12m+7m+tp_co21_pbcorr_trimmed_k.fits``.
+
+    XCom: ``{"fits": <path>, ...}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "image", "out_fits")
+    stage = "postprocess"
+    casa_step = True
+    ui_color = "#e7c6f0"
+
+    def __init__(self, *, image: Any, out_fits: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image, self.out_fits = image, out_fits
+
+    def outputs(self, context):
+        return [self.out_fits]
+
+    def run_routine(self, context):
+        from phangs_operators.routines import postprocess as post  # noqa: PLC0415
+
+        image = _image(self.image)
+        stem = self.out_fits[: -len(".fits")]
+        kelvin = post.convert_to_kelvin(image, stem + "_k.image")
+        trimmed = post.trim_cube(stem + "_k.image", stem + "_trimmed_k.image")
+        exported = post.export_fits(stem + "_trimmed_k.image", self.out_fits)
+        out = exported.to_dict()
+        out.update({"fits": self.out_fits, "kelvin": kelvin.to_dict(), "trim": trimmed.to_dict()})
+        return out

@@ -1,0 +1,1 @@
+CREATE DATABASE phangs_catalog OWNER airflow;
