@@ -1,3 +1,4 @@
+# airflow DAG file (the words "airflow" and "dag" let the DAG processor pick it up)
 """One DAG per whole target of the PHANGS key set (``$PHANGS_KEY_DIR`` / Variable
 ``phangs_key_dir`` / ``include/keys``), built by :mod:`phangs_operators.dag_factory`.
 

@@ -30,3 +30,21 @@ os.environ.update(
 sys.path.insert(0, str(ROOT / "plugins"))
 
 pytest_plugins = ["tests.fixtures.services"]
+
+# The demo key set (include/keys) resolves its roots through ${PHANGS_DEMO_ROOT}.
+os.environ.setdefault("PHANGS_DEMO_ROOT", str(_SCRATCH / "demo"))
+os.environ.setdefault("PHANGS_KEY_DIR", str(ROOT / "include" / "keys"))
+
+
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB (SQLite) in the session's isolated AIRFLOW_HOME."""
+    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"airflow db migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return os.environ["AIRFLOW_HOME"]

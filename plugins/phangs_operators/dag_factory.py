@@ -82,20 +82,24 @@ def target_plan(project: Project, target: str) -> dict[str, Any]:
     are the cubes that get derived products and are published.
     """
     parts = project.mosaic_parts(target) if project.is_mosaic(target) else [target]
-    interf = [c.as_tuple() for c in project.imaging_combinations(parts)]
-    feather = [c.as_tuple() for c in project.feather_combinations(parts)]
+    # a mosaic may also have measurement sets of its own (imaged like any target)
+    units = parts + [target] if project.is_mosaic(target) and project.ms_entries(target) else parts
+    interf = [c.as_tuple() for c in project.imaging_combinations(units)]
+    feather = [c.as_tuple() for c in project.feather_combinations(units)]
     linmos: list[tuple[str, str, str]] = []
     if project.is_mosaic(target):
         per_part: dict[tuple[str, str], set[str]] = {}
         for part, config, product in interf + feather:
             per_part.setdefault((config, product), set()).add(part)
         for (config, product), have in sorted(per_part.items()):
-            if have == set(parts):
+            if set(parts) <= have:
                 linmos.append((target, config, product))
-        final = linmos
+        done = {(c, p) for _, c, p in linmos}
+        final = linmos + [(t, c, p) for t, c, p in interf + feather if t == target and (c, p) not in done]
     else:
         final = interf + feather
-    return {"parts": parts, "interf": interf, "feather": feather, "linmos": linmos, "final": final}
+    return {"parts": parts, "units": units, "interf": interf, "feather": feather, "linmos": linmos,
+            "final": final}
 
 
 def configs_served(project: Project, config: str) -> list[str]:
@@ -175,7 +179,7 @@ def _doc_md(project: Project, target: str, plan: dict[str, Any]) -> str:
     if len(plan["parts"]) > 1:
         lines += [f"Linear mosaic of parts: {', '.join(plan['parts'])}.", ""]
     lines += ["| part | array | measurement sets |", "|---|---|---|"]
-    for part in plan["parts"]:
+    for part in plan["units"]:
         for tag in project.array_tags_for_target(part):
             names = ", ".join(e.filename for e in project.ms_entries(part, tag))
             lines.append(f"| {part} | {tag} | {names} |")
@@ -261,11 +265,12 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
     part_post: dict[tuple[str, str, str], Any] = {}  # (part, config, product) -> pbcor_round task
 
     with dag:
-        for part in plan["parts"]:
+        linmos_done = {(c, p) for _, c, p in plan["linmos"]}
+        for part in plan["units"]:
             dirs = _dirs(project, part)
             part_combos = [c for c in plan["interf"] if c[0] == part]
             group_ctx = TaskGroup(task_id_for(part), tooltip=f"mosaic part {part}") \
-                if len(plan["parts"]) > 1 else None
+                if len(plan["units"]) > 1 else None
             if group_ctx is not None:
                 group_ctx.__enter__()
             try:
@@ -336,7 +341,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                                                       out_root=post_root, workdir=str(dirs["postprocess"]),
                                                       **common)
                         part_post[(part, config, product)] = post
-                        if part == target:
+                        if part == target and (config, product) not in linmos_done:
                             export = ExportCubeOperator(
                                 task_id="export_cube", image=post.output,
                                 out_fits=str(Path(dirs["postprocess"]) / fn.cube_filename(
@@ -372,10 +377,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                     workdir=pdir, force=force, serves_configs=[config], serves_product=product)
 
         # feathering with total power
-        feather_targets = [(t, c, p) for t, c, p in plan["feather"]]
-        if project.is_mosaic(target):
-            feather_targets = [(target, c, p) for _, c, p in plan["linmos"]
-                               if c in project.feather_configs_by_name]
+        feather_targets = [(t, c, p) for t, c, p in plan["final"] if c in project.feather_configs_by_name]
         for ftarget, fconfig, product in feather_targets:
             iconfig = project.interf_config_for(fconfig)
             sd = _singledish_path(project, ftarget, product) or _singledish_path(

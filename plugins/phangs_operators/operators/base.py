@@ -94,7 +94,17 @@ class PhangsBaseOperator(BaseOperator):
     def __init__(self, *, workdir: str, force: bool | str = False,
                  serves_configs: Sequence[str] | None = None, serves_product: str | None = None,
                  **kwargs: Any) -> None:
-        if self.casa_step:
+        self._step_defaults(kwargs)
+        super().__init__(**kwargs)
+        self.workdir = workdir
+        self.force = force
+        self.serves_configs = list(serves_configs) if serves_configs is not None else None
+        self.serves_product = serves_product
+
+    @classmethod
+    def _step_defaults(cls, kwargs: dict[str, Any]) -> None:
+        """Pool, retries, timeouts and docs of a step (for ``__init__`` and ``.partial``)."""
+        if cls.casa_step:
             kwargs.setdefault("pool", CASA_POOL)
             kwargs.setdefault("retries", 2)
             kwargs.setdefault("retry_delay", timedelta(minutes=1))
@@ -104,12 +114,13 @@ class PhangsBaseOperator(BaseOperator):
             kwargs.setdefault("retry_delay", timedelta(seconds=30))
             kwargs.setdefault("execution_timeout", timedelta(hours=2))
         if not kwargs.get("doc_md"):
-            kwargs["doc_md"] = type(self).__doc__
-        super().__init__(**kwargs)
-        self.workdir = workdir
-        self.force = force
-        self.serves_configs = list(serves_configs) if serves_configs is not None else None
-        self.serves_product = serves_product
+            kwargs["doc_md"] = cls.__doc__
+
+    @classmethod
+    def partial(cls, **kwargs: Any):  # type: ignore[override]
+        """``BaseOperator.partial`` with the step defaults (mapped tasks skip ``__init__``)."""
+        cls._step_defaults(kwargs)
+        return super().partial(**kwargs)
 
     # -- hooks for subclasses ---------------------------------------------------------
     def inputs(self, context: Mapping[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ def synthetic_header(
     *,
     pixel_arcsec: float = 0.5,
     beam_arcsec: float = 2.0,
-    v0_kms: float = 925.0,
+    v0_kms: float | None = None,
     dv_kms: float = 2.5,
     object_name: str = "synthetic",
 ) -> fits.Header:
@@ -35,11 +35,14 @@ def synthetic_header(
     beam_arcsec : float
         FWHM of the round beam [arcsec].
     v0_kms, dv_kms : float
-        Velocity of the first channel and channel width [km/s].
+        Velocity of the first channel (default: centred on 1000 km/s, i.e. 925 km/s for 60
+        channels) and channel width [km/s].
     object_name : str
         OBJECT card.
     """
     nchan, ny, nx = shape
+    if v0_kms is None:
+        v0_kms = 1000.0 - dv_kms * (nchan // 2)
     hdr = fits.Header()
     hdr["SIMPLE"] = True
     hdr["BITPIX"] = -32
@@ -117,14 +120,15 @@ def synthetic_cube(
     yy, xx = np.mgrid[0:ny, 0:nx]
     amp = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * disk_sigma_pix**2))
     vc = 1000.0 + gradient_kms_per_pix * (xx - cx) * 64.0 / min(ny, nx)
-    vel = 925.0 + 2.5 * np.arange(nchan)
+    v0 = 1000.0 - 2.5 * (nchan // 2)  # 925 km/s for the 60-channel reference cube
+    vel = v0 + 2.5 * np.arange(nchan)
     data = np.empty(shape, dtype=np.float32)
     # one plane at a time: the same random stream as a single call, float64 only per plane
     for k in range(nchan):
         plane = rng.normal(0.0, noise_k, (ny, nx))
         plane += amp * np.exp(-((vel[k] - vc) ** 2) / (2.0 * line_sigma_kms**2))
         data[k] = plane
-    return data, synthetic_header(shape)
+    return data, synthetic_header(shape, v0_kms=v0)
 
 
 def write_synthetic_cube(path: str | Path, **kwargs) -> Path:
