@@ -70,7 +70,7 @@ def mosaic_with_tp(tmp_path_factory, ct):
     with casa_session(d / "casa"):
         for i, off in enumerate([(-24.0, 0.0), (24.0, 6.0)]):
             root = d / f"gal_{i + 1}_12m_co21"
-            synth.make_interferometer(ct, root, sky, n=40, centre_offset_as=off, pb_fwhm_as=60.0, per_plane=False,
+            synth.make_interferometer(ct, root, sky, n=48, centre_offset_as=off, pb_fwhm_as=80.0, per_plane=False,
                                       bmaj=6.0, bmin=5.5, noise=0.001, seed=10 + i)
             roots.append(root)
     tp = synth.write_tp_fits(d / "gal_tp_co21.fits", sky, n=40)

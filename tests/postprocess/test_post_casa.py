@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from phangs_operators.errors import CubeError, ImagingError
 from phangs_operators.routines import postprocess as pp
 from phangs_operators.routines.post import maths
 from phangs_operators.routines.post.casaimage import image_info, read_cube
+
 from tests.postprocess import synth
 
 pytestmark = pytest.mark.casa
@@ -342,3 +342,23 @@ def test_postprocess_mosaic_without_tp_and_per_part_tp(mosaic_with_tp, tmp_path)
     with pytest.raises(CubeError, match="missing for"):
         pp.postprocess_mosaic(roots, tmp_path / "c" / "x_pbcorr_trimmed_k.fits", part_tp_fits=[tp, None],
                               feather_before_mosaic=True, workdir=tmp_path / "wc")
+
+
+def test_feather_three_dimensional_cubes(chain, tmp_path):
+    """Cubes without a Stokes axis (as PHANGS has after dropdeg) feather to the same result."""
+    from phangs_operators.casa import casa_session, casatasks
+
+    out, _ = chain
+    ctk = casatasks()
+    with casa_session(tmp_path / "casa"):
+        for name in ("gal_12m_co21_pbcorr_round.image", "gal_12m_co21_singledish.image"):
+            ctk.imsubimage(imagename=str(out / name), outfile=str(tmp_path / name), dropdeg=True)
+    r = pp.feather_cube(tmp_path / "gal_12m_co21_pbcorr_round.image", tmp_path / "gal_12m_co21_singledish.image",
+                        tmp_path / "f3.image", workdir=tmp_path / "w")
+    info = image_info(tmp_path / "f3.image")
+    assert info.axis_types == ["Direction", "Direction", "Spectral"]
+    four, v4 = read_cube(out / "gal_12m+tp_co21_pbcorr_round.image")
+    three, v3 = read_cube(tmp_path / "f3.image")
+    assert np.array_equal(v4[:, :, 0, :], v3)
+    np.testing.assert_allclose(three[v3], four[:, :, 0, :][v3], rtol=1e-4, atol=1e-6)
+    assert r.numbers["feathered_flux_jykms"] > 0

@@ -32,7 +32,6 @@ def test_help_describes_the_command() -> None:
         "TOPO",
     ):
         assert word in out, word
-    assert "simulate" in _phangs("--help").stdout
 
 
 def test_bad_preset_is_rejected_by_argparse(tmp_path) -> None:

@@ -19,13 +19,13 @@ def small_cube(path: Path, seed: int = 0, shape: tuple[int, int, int] = (12, 16,
     """A tiny FITS cube whose bytes depend on ``seed``."""
     data = np.random.default_rng(seed).normal(0.0, 0.1, shape).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fits.writeto(path, data, synthetic_header(shape), overwrite=True)
+    fits.writeto(path, data, synthetic_header(shape, v0_kms=925.0, dv_kms=2.5), overwrite=True)
     return path
 
 
 def small_map(path: Path, seed: int = 0, shape: tuple[int, int] = (16, 16)) -> Path:
     """A tiny 2-D FITS map (moment-like)."""
-    hdr = synthetic_header((3, *shape))
+    hdr = synthetic_header((3, *shape), v0_kms=925.0, dv_kms=2.5)
     for key in list(hdr.keys()):
         if key.endswith("3") and key[:1] in "CPN":
             del hdr[key]

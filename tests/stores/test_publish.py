@@ -271,3 +271,26 @@ def test_postgres_outage_then_retry_succeeds(local_store, postgres_url, tmp_path
         proxy.stop()
         cat.close()
         cat_direct.close()
+
+
+def test_a_catalogued_object_is_never_overwritten_by_another_identity(backend, tmp_path):
+    store, cat = backend
+    path = small_cube(tmp_path / "c.fits", seed=70)
+    first = publish_products(store, cat, [cube_file(path)]).products[0]
+    small_cube(path, seed=71)  # other bytes, same file name, but filed under another stage
+    with pytest.raises(StoreError, match="already catalogued"):
+        publish_products(store, cat, [cube_file(path, stage="other_stage")])
+    assert store.hash_object(store.key_from_uri(first.uri))[0] == first.sha256
+    assert cat.count() == 1 and temps(store) != []  # the verified upload is kept for a retry
+    with pytest.raises(StoreError, match="would both be stored as"):
+        publish_products(store, cat, [cube_file(path), cube_file(path, stage="x")])
+
+
+def test_republish_after_after_commit_crash_cleans_temps(backend, tmp_path):
+    store, cat = backend
+    spec = cube_file(small_cube(tmp_path / "c.fits", seed=72))
+    with pytest.raises(Boom):
+        publish_products(store, cat, [spec], fault=fail_at("after_commit"))
+    assert cat.count() == 1 and temps(store) != []
+    res = publish_products(store, cat, [spec])
+    assert res.products[0].action == "unchanged" and res.temp_keys_removed == 1 and temps(store) == []

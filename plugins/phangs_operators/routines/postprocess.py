@@ -23,6 +23,7 @@ and primary beams, then :func:`finish_cube` (trim, Kelvin, export).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -39,16 +40,19 @@ from phangs_operators.errors import CubeError, ImagingError
 from phangs_operators.routines.post import maths
 from phangs_operators.routines.post.casaimage import (
     ImageInfo,
+    and_masks,
+    block_boxes,
     channel_blocks,
     copy_image,
+    get_block,
     image_info,
+    opened,
     publish,
-    read_cube,
+    put_mask_block,
     remove_path,
     require_image,
     scratch_name,
-    set_mask,
-    write_image_like,
+    valid_projections,
 )
 from phangs_operators.routines.post.fitsheader import clean_header
 
@@ -157,6 +161,7 @@ def _workdir(workdir: str | os.PathLike[str] | None, out: Path) -> Path:
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{out.name}.", dir=workdir))
+    out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{out.name}.", dir=out.parent))
 
 
@@ -172,23 +177,43 @@ def _cleanup(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def line_flux(path: str | os.PathLike[str], valid: np.ndarray | None = None) -> float:
+def line_flux(
+    path: str | os.PathLike[str],
+    valid: np.ndarray | None = None,
+    also_valid: list[str | os.PathLike[str]] | tuple = (),
+) -> float:
     """Line flux of a Jy/beam cube [Jy km/s]: ``sum(S) / beam_area_pixels * dv`` over valid pixels.
 
-    Per-plane beams are honoured. ``valid`` (same shape as the image) restricts the sum.
+    Read block by block; per-plane beams are honoured. ``valid`` (a whole-image boolean array)
+    and the masks of the images ``also_valid`` (same grid) restrict the sum.
     """
     info = image_info(path)
     if info.unit_normalised != "Jy/beam":
         raise CubeError(f"{path}: line flux needs Jy/beam, unit is {info.unit!r}")
     if info.beams is None:
         raise CubeError(f"{path}: no restoring beam")
-    data, ok = read_cube(path)
-    if valid is not None:
-        ok = ok & valid
     ax = info.spectral_axis
-    summed = np.where(ok, data, 0.0)
-    other = tuple(i for i in range(data.ndim) if i != ax)
-    per_chan = summed.sum(axis=other) if ax is not None else np.array([summed.sum()])
+    per_chan = np.zeros(info.nchan)
+    others = [casatools().image() for _ in also_valid]
+    try:
+        for t, o in zip(others, also_valid, strict=True):
+            t.open(str(o))
+        with opened(path) as ia:
+            for blc, trc in channel_blocks(info):
+                data, ok = get_block(ia, blc, trc)
+                for t in others:
+                    ok &= get_block(t, blc, trc)[1]
+                if valid is not None:
+                    ok &= valid[tuple(slice(b, e + 1) for b, e in zip(blc, trc, strict=True))]
+                summed = np.where(ok, data, 0.0)
+                if ax is None:
+                    per_chan[0] += summed.sum(dtype=float)
+                else:
+                    other_axes = tuple(i for i in range(summed.ndim) if i != ax)
+                    per_chan[blc[ax]: trc[ax] + 1] += summed.sum(axis=other_axes, dtype=float)
+    finally:
+        for t in others:
+            t.done()
     areas = np.array([maths.beam_area_pixels(b[0], b[1], info.pixel_arcsec) for b in info.beams])
     dv = info.channel_width_kms() if info.nchan > 1 else 1.0
     return float(np.sum(per_chan / areas[: per_chan.size]) * dv)
@@ -241,16 +266,17 @@ def pbcor_cube(
         with casa_session(work):
             ctk.impbcor(imagename=str(Path(image).resolve()), pbimage=str(Path(pb).resolve()),
                         outfile=str(tmp.resolve()), cutoff=cutoff, mode="divide", overwrite=True)
-        _, valid = read_cube(tmp)
-        if not valid.any():
+        _, n_valid = valid_projections(tmp)
+        if n_valid == 0:
             raise ImagingError(f"{image}: no pixel has pb >= {cutoff} (or all data masked)")
         publish(tmp, out)
     finally:
         remove_path(tmp)
         _cleanup(work)
     res = PostResult(step="pbcor_cube", output=str(out), outputs={"image": str(out)}, beam_arcsec=_beam_list(info))
-    res.numbers = {"cutoff": cutoff, "valid_fraction": float(valid.mean())}
-    log.info("pbcor_cube: %s -> %s (cutoff %s, %.1f%% valid)", image, out, cutoff, 100 * valid.mean())
+    fraction = n_valid / float(np.prod(info.shape))
+    res.numbers = {"cutoff": cutoff, "valid_fraction": fraction}
+    log.info("pbcor_cube: %s -> %s (cutoff %s, %.1f%% valid)", image, out, cutoff, 100 * fraction)
     return res
 
 
@@ -307,9 +333,7 @@ def round_beam(
     remove_path(tmp)
     try:
         _smooth_to(Path(in_image), tmp, target, work)
-        _, valid_in = read_cube(in_image)
-        data_out, valid_out = read_cube(tmp)
-        set_mask(tmp, valid_in & valid_out)
+        and_masks(tmp, [in_image])
         publish(tmp, out)
     finally:
         remove_path(tmp)
@@ -360,29 +384,34 @@ def _check_singledish_fits(tp_fits: Path) -> tuple[str, fits.Header]:
     return norm, hdr
 
 
-def _reorder_like(src: Path, template: ImageInfo, dst: Path, work: Path) -> Path:
-    """Add a Stokes axis if missing and transpose ``src`` to the template's axis order."""
-    ct = casatools()
+def _reorder_like(src: Path, axis_types: list[str], dst: Path, work: Path) -> Path:
+    """Bring ``src`` to the axis order ``axis_types``: add (or drop) a degenerate Stokes axis
+    and transpose (feather needs RA, Dec, Stokes, Freq; importfits of a FITS cube written with
+    the Stokes axis last gives RA, Dec, Freq, Stokes). Returns ``src`` when nothing is needed."""
     ctk = casatasks()
     info = image_info(src)
     current = src
-    if "Stokes" not in info.axis_types and "Stokes" in template.axis_types:
-        with_stokes = work / "sd_stokes.image"
-        ia = ct.image()
-        try:
-            ia.open(str(src))
+    if "Stokes" not in info.axis_types and "Stokes" in axis_types:
+        with_stokes = work / f"{src.name}.stokes"
+        with opened(src) as ia:
             ia.adddegaxes(outfile=str(with_stokes), stokes="I", overwrite=True).done()
-        finally:
-            ia.done()
         current = with_stokes
         info = image_info(current)
-    if info.axis_types != template.axis_types:
-        if sorted(info.axis_types) != sorted(template.axis_types):
-            raise CubeError(f"{src}: axes {info.axis_types} cannot be matched to {template.axis_types}")
+    elif "Stokes" in info.axis_types and "Stokes" not in axis_types:
+        if info.shape[info.axis_types.index("Stokes")] != 1:
+            raise CubeError(f"{src}: {info.shape[info.axis_types.index('Stokes')]} Stokes planes, need one")
+        no_stokes = work / f"{src.name}.nostokes"
+        with casa_session(work):
+            ctk.imsubimage(imagename=str(src), outfile=str(no_stokes), dropdeg=True, overwrite=True)
+        current = no_stokes
+        info = image_info(current)
+    if info.axis_types != list(axis_types):
+        if sorted(info.axis_types) != sorted(axis_types):
+            raise CubeError(f"{src}: axes {info.axis_types} cannot be matched to {axis_types}")
         # Direction appears twice: RA then Dec keep their relative order.
         order = []
         used: set[int] = set()
-        for t in template.axis_types:
+        for t in axis_types:
             idx = next(i for i, a in enumerate(info.axis_types) if a == t and i not in used)
             used.add(idx)
             order.append(idx)
@@ -473,14 +502,14 @@ def import_singledish(
             )
         if lo > v_in.min() + 1e-6 or hi < v_in.max() - 1e-6:
             warnings.append(f"single-dish cube covers only {lo:.1f}..{hi:.1f} km/s of the interferometer cube")
-        ordered = _reorder_like(imported, tinfo, work / "sd_ordered.image", work)
+        ordered = _reorder_like(imported, tinfo.axis_types, work / "sd_ordered.image", work)
         small = min(tinfo.shape[i] for i, t in enumerate(tinfo.axis_types) if t == "Direction") < 50
         with casa_session(work):
             ctk.imregrid(imagename=str(ordered), template=str(Path(template_image).resolve()), output=str(tmp.resolve()),
                          asvelocity=True, axes=[-1], interpolation=interpolation, decimate=1 if small else 10,
                          overwrite=True)
-        data, valid = read_cube(tmp)
-        if not valid.any():
+        _, n_valid = valid_projections(tmp)
+        if n_valid == 0:
             raise CubeError(f"single-dish cube {tp_fits} does not overlap {template_image} after regridding")
         jytok = None
         if unit == "K":
@@ -496,7 +525,8 @@ def import_singledish(
     res = PostResult(step="import_singledish", output=str(out), outputs={"image": str(out)},
                      beam_arcsec=[float(x) for x in sinfo.beams[0]], warnings=warnings)
     res.numbers = {"input_unit": unit, "jytok": jytok, "sd_flux_jykms": flux,
-                   "velocity_overlap_kms": [float(lo), float(hi)], "valid_fraction": float(valid.mean())}
+                   "velocity_overlap_kms": [float(lo), float(hi)],
+                   "valid_fraction": n_valid / float(np.prod(tinfo.shape))}
     log.info("import_singledish: %s -> %s (unit %s, flux %.4g Jy km/s)", tp_fits, out, unit, flux)
     return res
 
@@ -539,39 +569,42 @@ def feather_cube(
     if sdfactor <= 0:
         raise CubeError(f"sdfactor must be positive, got {sdfactor}")
     ctk = casatasks()
-    ct = casatools()
     work = _workdir(workdir, out)
     tmp = scratch_name(out)
     remove_path(tmp)
     try:
-        _, ivalid = read_cube(interf_image)
-        _, svalid = read_cube(sd_image)
-        common = ivalid & svalid
-        if not common.any():
-            raise CubeError(f"{interf_image} and {sd_image} have no valid pixel in common")
-        flux_int = line_flux(interf_image, common)
-        flux_sd = line_flux(sd_image, common)
-        blanked = []
-        for src, name in ((Path(interf_image), "interf.image"), (Path(sd_image), "sd.image")):
-            dst = copy_image(src, work / name)
-            ia = ct.image()
-            try:
-                ia.open(str(dst))
-                data = ia.getchunk()
-                ia.putchunk(np.where(common & np.isfinite(data), data, 0.0).astype(np.float32))
+        flux_int = line_flux(interf_image, also_valid=[sd_image])
+        flux_sd = line_flux(sd_image, also_valid=[interf_image])
+        copies = [copy_image(interf_image, work / "interf.image"), copy_image(sd_image, work / "sd.image")]
+        n_common = 0
+        with opened(copies[0]) as ia_i, opened(copies[1]) as ia_s:
+            for blc, trc in channel_blocks(iinfo):
+                di, vi = get_block(ia_i, blc, trc)
+                ds, vs = get_block(ia_s, blc, trc)
+                common = vi & vs
+                n_common += int(common.sum())
+                ia_i.putchunk(np.where(common, di, np.float32(0.0)), blc=blc)
+                ia_s.putchunk(np.where(common, ds, np.float32(0.0)), blc=blc)
+            for ia in (ia_i, ia_s):
                 if ia.maskhandler("get"):
                     ia.set(pixelmask=1)
-            finally:
-                ia.done()
-            dst = _reorder_like(dst, iinfo, work / f"{name}.ordered", work) if "Stokes" in iinfo.axis_types else dst
-            blanked.append(dst)
+        if n_common == 0:
+            raise CubeError(f"{interf_image} and {sd_image} have no valid pixel in common")
+        # feather wants RA, Dec, Stokes, Freq; 3-D cubes get a Stokes axis, dropped again after
+        want = iinfo.axis_types if "Stokes" in iinfo.axis_types else ["Direction", "Direction", "Stokes", "Spectral"]
+        blanked = [_reorder_like(c, want, work / f"{c.name}.ordered", work) for c in copies]
         raw = work / "feather.image"
         with casa_session(work):
             ctk.feather(imagename=str(raw), highres=str(blanked[0]), lowres=str(blanked[1]), sdfactor=float(sdfactor),
                         lowpassfiltersd=False)
-        copy_image(raw, tmp)
-        set_mask(tmp, common)
-        flux_out = line_flux(tmp, common)
+        if want != iinfo.axis_types:
+            _reorder_like(raw, iinfo.axis_types, tmp, work)
+            if not tmp.exists():
+                copy_image(work / f"{raw.name}.nostokes", tmp)
+        else:
+            copy_image(raw, tmp)
+        and_masks(tmp, [interf_image, sd_image])
+        flux_out = line_flux(tmp)
         publish(tmp, out)
     finally:
         remove_path(tmp)
@@ -658,6 +691,85 @@ def _mosaic_template(parts: list[ImageInfo]) -> dict:
     rec["shap"] = np.array(shape, dtype=int)
     cs.done()
     return rec | {"_grid": grid}
+
+
+def _flat_noise(image: str | os.PathLike[str], pb: str | os.PathLike[str] | None, max_values: int = 4_000_000) -> float:
+    """Robust noise [Jy/beam] of the flat-noise cube ``image * pb`` from evenly spaced channels."""
+    info = image_info(image)
+    ax = info.spectral_axis
+    per_chan = int(np.prod(info.shape)) // max(info.nchan, 1)
+    nsel = max(1, min(info.nchan, max_values // max(per_chan, 1)))
+    chans = np.unique(np.linspace(0, info.nchan - 1, nsel).round().astype(int))
+    values = []
+    with contextlib.ExitStack() as stack:
+        ia = stack.enter_context(opened(image))
+        ipb = stack.enter_context(opened(pb)) if pb is not None else None
+        for ch in chans:
+            blc = [0] * len(info.shape)
+            trc = [n - 1 for n in info.shape]
+            if ax is not None:
+                blc[ax] = trc[ax] = int(ch)
+            data, valid = get_block(ia, blc, trc)
+            if ipb is not None:
+                data = data * get_block(ipb, blc, trc)[0]
+            values.append(data[valid & np.isfinite(data)])
+    return maths.robust_noise(np.concatenate(values))
+
+
+def _combine_blockwise(
+    images: list[Path],
+    pbs: list[Path | None],
+    sigmas: list[float],
+    csys: dict,
+    shape: tuple[int, ...],
+    outs: tuple[Path, Path | None, Path | None],
+    beam: tuple[float, float, float],
+    unit: str,
+) -> int:
+    """Write ``sum I w / sum w`` (``w = pb^2/sigma^2``), ``sum w`` and ``min(sigma) sqrt(sum w)``
+    block by block onto new images ``outs`` (mosaic, weight, relative sensitivity); returns #valid."""
+    ct = casatools()
+    types = None
+    created = []
+    for o in outs:
+        if o is None:
+            created.append(None)
+            continue
+        ia = ct.image()
+        ia.fromshape(outfile=str(o), shape=list(shape), csys=csys, overwrite=True)
+        if types is None:
+            types = list(ia.coordsys().axiscoordinatetypes())
+        created.append(ia)
+    spectral = types.index("Spectral") if types and "Spectral" in types else None
+    n_valid = 0
+    with contextlib.ExitStack() as stack:
+        img_tools = [stack.enter_context(opened(p)) for p in images]
+        pb_tools = [stack.enter_context(opened(p)) if p is not None else None for p in pbs]
+        try:
+            for blc, trc in block_boxes(shape, spectral):
+                blocks = [get_block(t, blc, trc)[0] for t in img_tools]
+                pbb = [get_block(t, blc, trc)[0] if t is not None else np.where(np.isfinite(b), 1.0, np.nan)
+                       for t, b in zip(pb_tools, blocks, strict=True)]
+                mosaic, weight = maths.mosaic_combine(blocks, pbb, sigmas)
+                valid = weight > 0
+                n_valid += int(valid.sum())
+                planes = (mosaic, weight, min(sigmas) * np.sqrt(weight))
+                for ia, plane in zip(created, planes, strict=True):
+                    if ia is None:
+                        continue
+                    ia.putchunk(np.where(valid, plane, 0.0).astype(np.float32), blc=blc)
+                    put_mask_block(ia, valid, blc, trc)
+            for k, ia in enumerate(created):
+                if ia is None:
+                    continue
+                ia.setbrightnessunit(unit if k == 0 else "")
+                if k == 0:
+                    ia.setrestoringbeam(major=f"{beam[0]}arcsec", minor=f"{beam[1]}arcsec", pa=f"{beam[2]}deg")
+        finally:
+            for ia in created:
+                if ia is not None:
+                    ia.done()
+    return n_valid
 
 
 def linear_mosaic(
@@ -750,18 +862,14 @@ def linear_mosaic(
             else:
                 dst = work / f"part{i}_commonres.image"
                 _smooth_to(Path(inf.path), dst, target, work)
-                _, vin = read_cube(inf.path)
-                _, vout = read_cube(dst)
-                set_mask(dst, vin & vout)
+                and_masks(dst, [inf.path])
                 convolved.append(dst)
         sigmas = []
         for i, (img, pb) in enumerate(zip(convolved, part_pbs, strict=True)):
             if noise is not None:
                 sigmas.append(float(noise[i]))
                 continue
-            data, valid = read_cube(img)
-            pbd = read_cube(pb)[0] if pb is not None else np.ones_like(data)
-            sigmas.append(maths.robust_noise(np.where(valid, data * pbd, np.nan)))
+            sigmas.append(_flat_noise(img, pb))
         template = _mosaic_template([image_info(c) for c in convolved])
         grid = template.pop("_grid")
         small = min(grid["nx"], grid["ny"]) < 50
@@ -779,19 +887,11 @@ def linear_mosaic(
                 ctk.imregrid(imagename=str(Path(pb).resolve()), template=template, output=str(dpb), asvelocity=True,
                              axes=[-1], interpolation="linear", decimate=1 if small else 10, overwrite=True)
                 aligned_pb.append(dpb)
-        images = [read_cube(a)[0] for a in aligned_img]
-        pbs = [read_cube(p)[0] if p is not None else np.where(np.isfinite(im), 1.0, np.nan)
-               for p, im in zip(aligned_pb, images, strict=True)]
-        mosaic, weight = maths.mosaic_combine(images, pbs, sigmas)
-        valid = weight > 0
-        if not valid.any():
+        shape = tuple(int(n) for n in template["shap"])
+        n_valid = _combine_blockwise(aligned_img, aligned_pb, sigmas, template["csys"], shape,
+                                     (tmps[0], tmps[1], tmps[2]), (target, target, 0.0), "Jy/beam")
+        if n_valid == 0:
             raise CubeError(f"linear mosaic {out}: no pixel has weight > 0")
-        csys = template["csys"]
-        beam = (target, target, 0.0)
-        write_image_like(tmps[0], mosaic, csys, unit="Jy/beam", beam_arcsec=beam, valid=valid)
-        write_image_like(tmps[1], weight, csys, unit="", valid=valid)
-        rel = min(sigmas) * np.sqrt(weight)
-        write_image_like(tmps[2], np.where(valid, rel, np.nan), csys, unit="", valid=valid)
         fluxes = [line_flux(c) for c in convolved]
         flux_mosaic = line_flux(tmps[0])
         publish(tmps[1], out_weight)
@@ -888,12 +988,12 @@ def trim_cube(
             raise CubeError(f"primary beam {pb} shape {pbinfo.shape} differs from {in_image} {info.shape}")
         if pb_out is None:
             raise CubeError(f"trim_cube: pb given without pb_out for {in_image}")
-    _, valid = read_cube(in_image)
-    if not valid.any():
+    projections, n_valid = valid_projections(in_image)
+    if n_valid == 0:
         raise CubeError(f"{in_image}: all pixels masked or NaN; nothing to trim to")
     dirs = [i for i, t in enumerate(info.axis_types) if t == "Direction"]
     trim_axes = dirs + ([info.spectral_axis] if info.spectral_axis is not None else [])
-    box = maths.valid_bounding_box(valid, pad=pad, axes=trim_axes)
+    box = maths.box_from_projections(projections, pad=pad, axes=trim_axes)
     box_str = f"{box[dirs[0]][0]},{box[dirs[1]][0]},{box[dirs[0]][1]},{box[dirs[1]][1]}"
     chans = f"{box[info.spectral_axis][0]}~{box[info.spectral_axis][1]}" if info.spectral_axis is not None else ""
     factor = maths.rebin_factor(info.bmaj_max, info.pixel_arcsec, min_pixperbeam) if rebin else 1
@@ -913,11 +1013,14 @@ def trim_cube(
                     ctk.imrebin(imagename=str(cut), outfile=str(dst.resolve()), factor=fac, crop=True, overwrite=True)
                 else:
                     copy_image(cut, dst)
-        _, tvalid = read_cube(tmp)
-        if rind_pixels > 0:
-            tvalid = maths.trim_rind(tvalid, rind_pixels) if dirs == [0, 1] else tvalid
-            set_mask(tmp, tvalid)
         oinfo = image_info(tmp)
+        if rind_pixels > 0:
+            if dirs != [0, 1]:
+                raise CubeError(f"{in_image}: direction axes must come first to trim the rind, got {info.axis_types}")
+            with opened(tmp) as ia:
+                for blc, trc in channel_blocks(oinfo):
+                    _, tvalid = get_block(ia, blc, trc)
+                    put_mask_block(ia, maths.trim_rind(tvalid, rind_pixels), blc, trc)
         if tmp_pb is not None:
             publish(tmp_pb, pb_out)
         publish(tmp, out)
@@ -1000,9 +1103,8 @@ def export_fits(
         raise CubeError(f"{in_image}: no spectral axis to export as VRAD")
     if kind == "cube" and info.beams is None:
         raise CubeError(f"{in_image}: no restoring beam to export")
-    _, valid = read_cube(in_image)
-    ax = info.spectral_axis
-    planes = valid.any(axis=tuple(i for i in range(valid.ndim) if i != ax))
+    projections, _ = valid_projections(in_image)
+    planes = projections[info.spectral_axis]
     ctk = casatasks()
     work = _workdir(workdir, out)
     tmp = scratch_name(out)
@@ -1173,25 +1275,16 @@ def postprocess_cube(
 
 def _combine_singledish_on(template: Path, sd_images: list[Path], out: Path) -> Path:
     """Noise-weighted (1/sigma^2) combination of single-dish cubes already on ``template``'s grid."""
-    images, pbs, sigmas = [], [], []
-    beams = []
-    for p in sd_images:
-        data, valid = read_cube(p)
-        images.append(data)
-        pbs.append(np.where(valid, 1.0, np.nan))
-        sigmas.append(maths.robust_noise(data[valid]))
-        beams.append(image_info(p).beams[0])
-    mosaic, weight = maths.mosaic_combine(images, pbs, sigmas)
+    sigmas = [_flat_noise(p, None) for p in sd_images]
+    beams = [image_info(p).beams[0] for p in sd_images]
     beam = max(beams, key=lambda b: b[0])
-    ia = casatools().image()
-    try:
-        ia.open(str(template))
+    with opened(template) as ia:
         csys = ia.coordsys().torecord()
-    finally:
-        ia.done()
+        shape = tuple(int(n) for n in ia.shape())
     tmp = scratch_name(out)
     try:
-        write_image_like(tmp, mosaic, csys, unit="Jy/beam", beam_arcsec=tuple(float(x) for x in beam), valid=weight > 0)
+        _combine_blockwise(list(sd_images), [None] * len(sd_images), sigmas, csys, shape, (tmp, None, None),
+                           tuple(float(x) for x in beam), "Jy/beam")
         publish(tmp, out)
     finally:
         remove_path(tmp)

@@ -453,6 +453,11 @@ class Catalog:
         rows = conn.execute(sa.select(products).where(cond).order_by(products.c.version)).all()
         return [ProductRecord.from_row(r) for r in rows]
 
+    def row_for_uri(self, conn: Connection, uri: str) -> ProductRecord | None:
+        """The row whose URI is ``uri`` read inside ``conn``'s transaction (no inputs)."""
+        row = conn.execute(sa.select(products).where(products.c.uri == uri)).first()
+        return ProductRecord.from_row(row) if row is not None else None
+
     def _with_inputs(self, conn: Connection, rows: Sequence[Any]) -> list[ProductRecord]:
         ids = [r.product_id for r in rows]
         by_id: dict[str, list[Any]] = {i: [] for i in ids}

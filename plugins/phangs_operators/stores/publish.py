@@ -217,11 +217,16 @@ def publish_products(
     # 1. validate, hash, read FITS essentials ------------------------------------------------
     items: list[_Item] = []
     seen: set[NaturalKey] = set()
+    names: set[tuple[str, str, str, str]] = set()
     for spec in files:
         key = spec.key
         name = validate_name(spec.name, "file name")
         if key in seen:
             raise StoreError(f"two files in one publish have the same identity {key}")
+        if (key.target, key.config, key.product, name) in names:
+            raise StoreError(f"two files in one publish would both be stored as {key.target}/{key.config}/"
+                             f"{key.product}/{name}")
+        names.add((key.target, key.config, key.product, name))
         if spec.parent is not None and spec.parent not in seen:
             raise StoreError(f"parent {spec.parent} of {name} must be published before it, in the same call")
         seen.add(key)
@@ -238,11 +243,12 @@ def publish_products(
     current = _current_rows(catalog, [i.key for i in items])
     for item in items:
         row = current.get(item.key)
-        if row is not None and row.sha256 == item.sha256 and _matches(
-            store.head(store.key_from_uri(row.uri)), item.sha256, item.size
+        row_key = _key_in(store, row.uri) if row is not None else None
+        if row is not None and row.sha256 == item.sha256 and row_key is not None and _matches(
+            store.head(row_key), item.sha256, item.size
         ):
             continue
-        _upload_temp(store, item, verify)
+        _upload_temp(store, catalog, item, verify)
         result.bytes_uploaded += item.size if item.uploaded else 0
         fault("after_temp_upload")
 
@@ -258,9 +264,10 @@ def publish_products(
                 versions = catalog.versions(conn, item.key)
                 cur = next((v for v in versions if v.is_current), None)
                 name = item.spec.name
-                if cur is not None and cur.sha256 == item.sha256:
+                cur_key = _key_in(store, cur.uri) if cur is not None else None
+                if cur is not None and cur.sha256 == item.sha256 and cur_key is not None:
                     item.version, item.action, item.product_id = cur.version, "unchanged", cur.product_id
-                    item.final = store.key_from_uri(cur.uri)
+                    item.final = cur_key
                     if not _matches(store.head(item.final), item.sha256, item.size):
                         if not item.uploaded:
                             raise StoreError(
@@ -276,6 +283,12 @@ def publish_products(
                 item.version = max((v.version for v in versions), default=0) + 1
                 item.final = product_key(item.key.target, item.key.config, item.key.product, name, item.version)
                 meta = _object_metadata(item, item.version)
+                owner = catalog.row_for_uri(conn, store.uri_for(item.final))
+                if owner is not None:  # never overwrite a catalogued object
+                    raise StoreError(
+                        f"{store.uri_for(item.final)} is already catalogued as {owner.natural_key} v{owner.version}; "
+                        f"file names must be unique within {item.key.target}/{item.key.config}/{item.key.product}"
+                    )
                 if not _matches(store.head(item.final), item.sha256, item.size):
                     # absent, or an uncatalogued leftover of a crashed attempt: (re)write it
                     store.copy(item.temp, item.final, metadata=meta)
@@ -302,7 +315,7 @@ def publish_products(
             catalog.upsert_products(conn, records)
             fault("during_commit")
     except BaseException:
-        _compensate(store, catalog, created)
+        _compensate(store, catalog, created, [i.key for i in items])
         raise
     fault("after_commit")
 
@@ -328,13 +341,29 @@ def _current_rows(catalog: Catalog, keys: Sequence[NaturalKey]) -> dict[NaturalK
     return out
 
 
-def _upload_temp(store: ProductStore, item: _Item, verify: str) -> None:
+def _key_in(store: ProductStore, uri: str) -> str | None:
+    """Key of ``uri`` in ``store`` or ``None`` if the URI belongs elsewhere."""
+    try:
+        return store.key_from_uri(uri)
+    except StoreError:
+        return None
+
+
+def _upload_temp(store: ProductStore, catalog: Catalog, item: _Item, verify: str) -> None:
     """Upload to the temporary key (reusing a verified leftover of a crashed attempt)."""
     existing = store.head(item.temp)
     if not _matches(existing, item.sha256, item.size):
         store.upload(item.spec.path, item.temp, sha256=item.sha256, metadata={"phangs-temp": "1"})
     if verify == "full":
-        digest, size = store.hash_object(item.temp)
+        try:
+            digest, size = store.hash_object(item.temp)
+        except StoreError:
+            # a concurrent publisher of the same bytes may have finished and removed the shared
+            # temporary key: then the bytes are current already and nothing is left to do
+            row = _current_rows(catalog, [item.key]).get(item.key)
+            if row is not None and row.sha256 == item.sha256:
+                return
+            raise
         if digest != item.sha256 or size != item.size:
             store.delete(item.temp)
             raise StoreError(
@@ -346,19 +375,26 @@ def _upload_temp(store: ProductStore, item: _Item, verify: str) -> None:
     item.uploaded = True
 
 
-def _compensate(store: ProductStore, catalog: Catalog, created: list[str]) -> None:
+def _compensate(store: ProductStore, catalog: Catalog, created: list[str], keys: list[NaturalKey]) -> None:
     """After a failed transaction, delete final objects this attempt created if no row names them.
 
-    If the catalog cannot be asked (it is down), the objects are left: a retry reuses them
-    (same checksum) or replaces them (they are not catalogued, hence never current).
+    Runs under the same product locks as a publish, so a concurrent publisher cannot
+    catalogue the object between the check and the delete. If the catalog cannot be asked
+    (it is down), the objects are left: a retry reuses them (same checksum) or replaces them
+    (they are not catalogued, hence never current).
     """
-    for key in created:
-        try:
-            if catalog.get_by_uri(store.uri_for(key)) is None:
-                store.delete(key)
-                log.info("rolled back %s (catalog transaction failed)", store.uri_for(key))
-        except Exception as exc:  # noqa: BLE001 - best effort, the original error is re-raised
-            log.warning("could not roll back %s: %s (a retry will reuse or replace it)", store.uri_for(key), exc)
+    if not created:
+        return
+    try:
+        with catalog.transaction() as conn:
+            catalog.lock_keys(conn, keys)
+            for key in created:
+                if catalog.row_for_uri(conn, store.uri_for(key)) is None:
+                    store.delete(key)
+                    log.info("rolled back %s (catalog transaction failed)", store.uri_for(key))
+    except Exception as exc:  # noqa: BLE001 - best effort, the original error is re-raised
+        log.warning("could not roll back %s: %s (a retry will reuse or replace them)",
+                    ", ".join(store.uri_for(k) for k in created), exc)
 
 
 def _remove_temps(store: ProductStore, item: _Item, stale_after: timedelta) -> int:

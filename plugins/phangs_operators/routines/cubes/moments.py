@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -170,15 +171,60 @@ def read_moment_key(path: str | Path) -> dict[str, MomentDef]:
 # array formulas (one block of rows: T, mask, sigma shaped (nchan, ny, nx))
 
 
-def _masked(T: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return mask & np.isfinite(T)
+class _Prep:
+    """Per-block, per-mask quantities shared by several moments (computed on first use)."""
+
+    def __init__(self, T: np.ndarray, mask: np.ndarray, sigma: np.ndarray, v: np.ndarray):
+        self.T, self.mask, self.sigma, self.v = T, mask, sigma, v
+
+    @cached_property
+    def m(self) -> np.ndarray:
+        return self.mask & np.isfinite(self.T)
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        return self.m.any(axis=0)
+
+    @cached_property
+    def Tm(self) -> np.ndarray:
+        return np.where(self.m, self.T, 0).astype(np.float64)
+
+    @cached_property
+    def sum_t(self) -> np.ndarray:
+        return self.Tm.sum(axis=0)
+
+    @cached_property
+    def sum_t32(self) -> np.ndarray:
+        # PHANGS divides the errors by spectral-cube's float32 sum of T
+        return np.where(self.m, self.T, 0).sum(axis=0, dtype=np.float32).astype(np.float64)
+
+    @cached_property
+    def mom1(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (self.Tm * self.v[:, None, None]).sum(axis=0) / self.sum_t
+
+    @cached_property
+    def s2(self) -> np.ndarray:
+        return np.where(self.mask, self.sigma.astype(np.float64) ** 2, np.nan)
+
+    @cached_property
+    def sumsq(self) -> np.ndarray:
+        return np.nansum(self.s2, axis=0)
+
+    @cached_property
+    def peak(self) -> tuple[np.ndarray, np.ndarray]:
+        return _masked_max(self.T, self.m)
 
 
-def moment0(T, mask, sigma, dv, *, include_limits=True, line_width_kms=10.0):
+def _prep(T, mask, sigma, v, prep):
+    return prep if prep is not None else _Prep(T, mask, sigma, v)
+
+
+def moment0(T, mask, sigma, dv, *, include_limits=True, line_width_kms=10.0, prep=None):
     """Sum T dv over the mask; 0 at observed unmasked pixels; error sqrt(sum sigma^2) dv."""
-    m = _masked(T, mask)
-    valid = m.any(axis=0)
-    mom0 = np.where(m, T, 0).sum(axis=0, dtype=np.float64) * dv
+    p = _prep(T, mask, sigma, None, prep)
+    valid = p.valid
+    mom0 = p.sum_t * dv
     mom0[~valid] = np.nan
     err = np.full(mom0.shape, np.nan)
     if include_limits:
@@ -187,42 +233,30 @@ def moment0(T, mask, sigma, dv, *, include_limits=True, line_width_kms=10.0):
         sig = sigma if not np.isnan(sigma).any() else None
         rmsmed = np.median(sig, axis=0) if sig is not None else np.nanmedian(sigma, axis=0)
         err[observed] = rmsmed[observed] * np.sqrt(abs(line_width_kms / dv))
-    sumsq = np.where(mask, sigma.astype(np.float64) ** 2, 0.0)
-    sumsq = np.nansum(sumsq, axis=0)
-    err[valid] = np.sqrt(sumsq[valid])
+    err[valid] = np.sqrt(p.sumsq[valid])
     return mom0, err * dv
 
 
-def moment1(T, mask, sigma, v):
+def moment1(T, mask, sigma, v, *, prep=None):
     """Intensity-weighted velocity and its error sqrt(sum sigma^2 (v - M1)^2) / |sum T|."""
-    m = _masked(T, mask)
-    Tm = np.where(m, T, 0).astype(np.float64)
-    sum_t = Tm.sum(axis=0)
+    p = _prep(T, mask, sigma, v, prep)
+    mom1 = p.mom1.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        mom1 = (Tm * v[:, None, None]).sum(axis=0) / sum_t
-        s2 = np.where(mask, sigma.astype(np.float64) ** 2, np.nan)
-        numer = np.nansum(s2 * (v[:, None, None] - mom1[None]) ** 2, axis=0)
-        sum_t32 = np.where(m, T, 0).sum(axis=0, dtype=np.float32).astype(np.float64)
-        err = np.sqrt(numer / sum_t32**2)
+        numer = np.nansum(p.s2 * (v[:, None, None] - mom1[None]) ** 2, axis=0)
+        err = np.sqrt(numer / p.sum_t32**2)
     err[np.isnan(mom1)] = np.nan
     return mom1, err
 
 
-def moment2(T, mask, sigma, v):
+def moment2(T, mask, sigma, v, *, prep=None):
     """Linewidth sqrt(sum T (v-M1)^2 / sum T) and the PHANGS 4th-root error."""
-    m = _masked(T, mask)
-    Tm = np.where(m, T, 0).astype(np.float64)
-    sum_t = Tm.sum(axis=0)
+    p = _prep(T, mask, sigma, v, prep)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mom1 = (Tm * v[:, None, None]).sum(axis=0) / sum_t
-        dv2 = (v[:, None, None] - mom1[None]) ** 2
-        var = (Tm * dv2).sum(axis=0) / sum_t
+        dv2 = (v[:, None, None] - p.mom1[None]) ** 2
+        var = (p.Tm * dv2).sum(axis=0) / p.sum_t
         mom2 = np.sqrt(var)
-        s2 = np.where(mask, sigma.astype(np.float64) ** 2, np.nan)
-        numer = np.nansum(s2 * (dv2 - mom2[None] ** 2) ** 2, axis=0)
-        # PHANGS divides by spectral-cube's float32 sum of T
-        sum_t32 = np.where(m, T, 0).sum(axis=0, dtype=np.float32).astype(np.float64)
-        err = (numer / sum_t32**2) ** 0.25
+        numer = np.nansum(p.s2 * (dv2 - mom2[None] ** 2) ** 2, axis=0)
+        err = (numer / p.sum_t32**2) ** 0.25
     return mom2, err
 
 
@@ -234,18 +268,17 @@ def _masked_max(T, m):
     return tmax, arg
 
 
-def equivalent_width(T, mask, sigma, v, dv):
+def equivalent_width(T, mask, sigma, v, dv, *, prep=None):
     """sigma_ew = M0 / (Tmax sqrt(2 pi)) and its PHANGS error."""
-    m = _masked(T, mask)
-    tmax, arg = _masked_max(T, m)
-    mom0 = np.where(m, T, 0).sum(axis=0, dtype=np.float64) * dv
-    mom0[~m.any(axis=0)] = np.nan
+    p = _prep(T, mask, sigma, v, prep)
+    tmax, arg = p.peak
+    mom0 = p.sum_t * dv
+    mom0[~p.valid] = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         ew = mom0 / tmax / SQRT2PI
         s_at = np.take_along_axis(sigma, arg[None], 0)[0].astype(np.float64)
         dv0 = abs(v[1] - v[0])
-        sumsq = np.nansum(np.where(mask, sigma.astype(np.float64) ** 2, np.nan), axis=0)
-        term1 = sumsq * dv0**2 / (2 * np.pi * tmax**2)
+        term1 = p.sumsq * dv0**2 / (2 * np.pi * tmax**2)
         term2 = (ew**2 - ew * dv0 / SQRT2PI) * s_at**2
         err = np.sqrt(term1 + term2)
     return ew, err
@@ -296,30 +329,35 @@ def peak_temperature(T, chan_range, sigma, dv, window_kms=None):
     return tmax, err
 
 
-def peak_velocity(T, mask, v, dv, window_kms=None):
+def peak_velocity(T, mask, v, dv, window_kms=None, *, prep=None):
     """Velocity of the masked peak; error = channel width where defined."""
-    m = _masked(T, mask)
-    vals = T
+    p = _prep(T, mask, None, v, prep)
+    m = p.m
     if window_kms is not None and window_kms / dv > 1:
-        vals = box_smooth_spectra(T, m, window_kms / dv)
-    tmax, arg = _masked_max(vals, m)
+        tmax, arg = _masked_max(box_smooth_spectra(T, m, window_kms / dv), m)
+    else:
+        tmax, arg = p.peak
     vpk = v[arg].astype(np.float64)
     vpk[~np.isfinite(tmax)] = np.nan
     err = np.where(np.isfinite(tmax), dv, np.nan)
     return vpk, err
 
 
-def quadratic_peak_velocity(T, mask, sigma, v, dv, window_kms=None, maxshift=0.5):
+def quadratic_peak_velocity(T, mask, sigma, v, dv, window_kms=None, maxshift=0.5, *,
+                            prep=None):
     """Peak velocity refined by a parabola through the peak and its neighbours (PHANGS vquad).
 
     The "error" is the PHANGS quantity sum J_k^2 sigma_k^2 clipped to +-maxshift, times dv.
     """
-    m = _masked(T, mask)
+    p = _prep(T, mask, sigma, v, prep)
+    m = p.m
     vals = T
     if window_kms is not None and window_kms / dv > 1:
         vals = box_smooth_spectra(T, m, window_kms / dv)
+        tmax, arg = _masked_max(vals, m)
+    else:
+        tmax, arg = p.peak
     nchan = T.shape[0]
-    tmax, arg = _masked_max(vals, m)
     arg = np.clip(arg, 1, nchan - 2)
     filled = np.where(m, vals, np.nan)
     tup = np.nan_to_num(np.take_along_axis(filled, arg[None] + 1, 0)[0].astype(np.float64))
@@ -334,7 +372,7 @@ def quadratic_peak_velocity(T, mask, sigma, v, dv, window_kms=None, maxshift=0.5
         good = np.isfinite(tmax)
         vq = np.full(tmax.shape, np.nan)
         vq[good] = np.interp(arg[good] + delta[good], np.arange(nchan), v)
-        s = np.where(mask, sigma, np.nan)
+        s = np.where(mask, sigma, np.float32(np.nan))
         r_up = np.take_along_axis(s, arg[None] + 1, 0)[0].astype(np.float64)
         r_mx = np.take_along_axis(s, arg[None], 0)[0].astype(np.float64)
         r_dn = np.take_along_axis(s, arg[None] - 1, 0)[0].astype(np.float64)
@@ -435,26 +473,30 @@ def moment_round1_arrays(cube: CubeInfo, noise: NoiseSource, masks: dict[str, np
         y1 = min(ny, y0 + step)
         T = np.asarray(cube.data[:, y0:y1, :], dtype=np.float32)
         sig = noise.rows(y0, y1)
+        preps: dict[str, _Prep] = {}
         for d in defs:
             mk = masks[d.mask][:, y0:y1, :] if d.mask in masks else None
+            if d.mask in masks and d.mask not in preps:
+                preps[d.mask] = _Prep(T, mk, sig, v)
+            pr = preps.get(d.mask)
             window = d.kwargs.get("window")
             wk = parse_window_kms(window) if window is not None else None
             a = d.algorithm
             if a == "mom0":
-                res = moment0(T, mk, sig, dv)
+                res = moment0(T, mk, sig, dv, prep=pr)
             elif a == "mom1":
-                res = moment1(T, mk, sig, v)
+                res = moment1(T, mk, sig, v, prep=pr)
             elif a == "mom2":
-                res = moment2(T, mk, sig, v)
+                res = moment2(T, mk, sig, v, prep=pr)
             elif a == "ew":
-                res = equivalent_width(T, mk, sig, v, dv)
+                res = equivalent_width(T, mk, sig, v, dv, prep=pr)
             elif a == "tpeak":
                 res = peak_temperature(T, ranges[d.name], sig, dv, wk)
             elif a == "vpeak":
-                res = peak_velocity(T, mk, v, dv, wk)
+                res = peak_velocity(T, mk, v, dv, wk, prep=pr)
             elif a == "vquad":
                 res = quadratic_peak_velocity(T, mk, sig, v, dv, wk,
-                                              d.kwargs.get("maxshift", 0.5))
+                                              d.kwargs.get("maxshift", 0.5), prep=pr)
             else:
                 raise CubeError(f"moment {d.name}: algorithm {a!r} is not a round-1 moment")
             out[d.name][0][y0:y1] = res[0]

@@ -45,7 +45,7 @@ NOISE_KW = {"box", "spec_box", "substride", "iterations", "bandpass_smooth_windo
             "bandpass_smooth_order", "nThresh", "n_thresh", "do_map", "do_spec"}
 
 #: above this many voxels the reported median noise uses a regular subsample
-_EXACT_MEDIAN_VOXELS = 32 * 1024**2
+_EXACT_MEDIAN_VOXELS = 2 * 1024**2
 
 
 def mad_zero_centered(data: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -86,13 +86,86 @@ def mad_zero_centered(data: np.ndarray, mask: np.ndarray | None = None) -> float
     return float(MAD_TO_STD * np.abs(np.median(np.abs(sel))))
 
 
-def _row_median(values: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Median of the first ``n[i]`` entries of each sorted row (NaN when n == 0)."""
-    rows = np.arange(values.shape[0])
-    lo = np.clip((n - 1) // 2, 0, values.shape[1] - 1)
-    hi = np.clip(n // 2, 0, values.shape[1] - 1)
-    med = (values[rows, lo] + values[rows, hi]) / values.dtype.type(2)
-    return np.where(n > 0, med, np.nan).astype(values.dtype)
+def _gather(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """s[row, idx[row]] with idx clipped into range (callers mask invalid positions)."""
+    idx = np.clip(idx, 0, s.shape[1] - 1)
+    return np.take_along_axis(s, idx[:, None], axis=1)[:, 0]
+
+
+def _kth_abs_prefix(s: np.ndarray, a: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """k-th smallest |x| (0-based) of the sorted prefix ``s[row, :m]`` of each row.
+
+    The prefix holds ``a`` negatives then non-negatives, so |x| is the merge of two sorted
+    runs, A_i = -s[a-1-i] and B_j = s[a+j]; the k-th element is found by a vectorised binary
+    search on how many elements come from A (no second sort).
+    """
+    b = m - a
+    lo = np.maximum(0, k + 1 - b)
+    hi = np.minimum(a, k + 1)
+    inf = s.dtype.type(np.inf)
+    for _ in range(int(np.ceil(np.log2(max(2, s.shape[1])))) + 2):
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi + 1) // 2
+        a_prev = -_gather(s, a - mid)  # A[mid-1]
+        j = k + 1 - mid
+        b_at = np.where(j < b, _gather(s, a + j), inf)  # B[j]
+        ok = (mid == 0) | (a_prev <= b_at)
+        lo = np.where(active & ok, mid, lo)
+        hi = np.where(active & ~ok, mid - 1, hi)
+    i = lo
+    a_last = np.where(i > 0, -_gather(s, a - i), -inf)
+    jj = k - i  # index of the last element taken from B
+    b_last = np.where(jj >= 0, _gather(s, a + jj), -inf)
+    return np.maximum(a_last, b_last)
+
+
+def _count_less(s: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    """Per sorted row (NaN last), the number of entries < t (vectorised binary search)."""
+    n = s.shape[1]
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), (s.shape[0],))
+    lo = np.zeros(s.shape[0], dtype=np.int64)
+    hi = np.full(s.shape[0], n, dtype=np.int64)
+    for _ in range(int(np.ceil(np.log2(max(2, n)))) + 2):
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) // 2
+        less = _gather(s, mid) < t
+        lo = np.where(active & less, mid + 1, lo)
+        hi = np.where(active & ~less, mid, hi)
+    return lo
+
+
+def mad_zero_centered_sorted(s: np.ndarray, n_mask: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`mad_zero_centered` of rows sorted ascending with NaN (unusable) last.
+
+    Parameters
+    ----------
+    s : numpy.ndarray, shape (n_sets, n_values)
+        Each row sorted (``np.sort``), excluded values set to NaN beforehand.
+    n_mask : numpy.ndarray of int, shape (n_sets,)
+        Size N of each set's mask (sets the false-positive threshold).
+
+    Returns
+    -------
+    numpy.ndarray
+        One estimate per row, in the dtype of ``s`` (NaN where undefined).
+    """
+    two = s.dtype.type(2)
+    n_neg = _count_less(s, 0.0)
+    med_neg = (_gather(s, (n_neg - 1) // 2) + _gather(s, n_neg // 2)) / two
+    mad1 = MAD_TO_STD * np.abs(np.where(n_neg > 0, med_neg, np.nan).astype(s.dtype))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sig_false = norm.isf(0.5 / np.maximum(n_mask, 1))
+        thresh = sig_false * mad1
+    m = _count_less(s, thresh)
+    a = np.minimum(n_neg, m)
+    x1 = _kth_abs_prefix(s, a, m, (m - 1) // 2)
+    x2 = _kth_abs_prefix(s, a, m, m // 2)
+    med = ((x1 + x2) / two).astype(s.dtype)
+    return MAD_TO_STD * np.abs(np.where(m > 0, med, np.nan).astype(s.dtype))
 
 
 def mad_zero_centered_rows(values: np.ndarray, usable: np.ndarray, n_mask: np.ndarray
@@ -108,17 +181,8 @@ def mad_zero_centered_rows(values: np.ndarray, usable: np.ndarray, n_mask: np.nd
     n_mask : numpy.ndarray of int, shape (n_sets,)
         Size N of each set's mask (sets the false-positive threshold).
     """
-    inf = values.dtype.type(np.inf)
-    neg_sel = usable & (values < 0)
-    neg = np.sort(np.where(neg_sel, values, inf), axis=1)
-    mad1 = MAD_TO_STD * np.abs(_row_median(neg, neg_sel.sum(axis=1)))
-    del neg
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sig_false = norm.isf(0.5 / np.maximum(n_mask, 1))
-        thresh = sig_false * mad1
-    sel = usable & (values < thresh[:, None])
-    absval = np.sort(np.where(sel, np.abs(values), inf), axis=1)
-    return MAD_TO_STD * np.abs(_row_median(absval, sel.sum(axis=1)))
+    s = np.sort(np.where(usable, values, values.dtype.type(np.nan)), axis=1)
+    return mad_zero_centered_sorted(s, n_mask)
 
 
 class NoiseSource(Protocol):
@@ -244,32 +308,28 @@ def _noise_map(src: _NormalisedData, noisemask: np.ndarray, boundary: np.ndarray
     noise_map = np.full((ny, nx), np.nan)
     ys = np.arange(ny)[halfbox::step]
     xs = np.arange(nx)[halfbox::step]
-    offs = np.arange(-halfbox, halfbox + 1, p.substride)
-    nw = offs.size
-    xidx = xs[:, None] + offs[None, :]
-    xok = xidx < nx
-    xidx = np.clip(xidx, 0, nx - 1)
+    width = 2 * halfbox + 1
+    nw = len(range(0, width, p.substride))
     per_row = max(1, nchan * nw * xs.size * nw * 4)
-    # ~6 temporaries of the gather size: 1/8 of the cube keeps them below the cube size
+    # ~4 temporaries of the gather size: 1/8 of the cube keeps them below the cube size
     nyb = max(1, block_bytes(shape, 0.125, 48.0) // per_row)
     for b0 in range(0, ys.size, nyb):
         yb = ys[b0:b0 + nyb]
-        r0, r1 = int(yb[0] - halfbox), int(min(yb[-1] + halfbox + 1, ny))
-        blk = src.get(slice(None), slice(r0, r1))
-        mblk = noisemask[:, r0:r1, :]
-        yidx = yb[:, None] + offs[None, :]
-        yok = yidx < ny
-        yrel = np.clip(yidx, 0, ny - 1) - r0
-        yrel = np.clip(yrel, 0, r1 - r0 - 1)
-        # (nchan, nyb, nw, nxs, nw)
-        vals = blk[:, yrel[:, :, None, None], xidx[None, None, :, :]]
-        msk = mblk[:, yrel[:, :, None, None], xidx[None, None, :, :]]
-        msk &= (yok[:, :, None, None] & xok[None, None, :, :])[None]
-        vals = vals.transpose(1, 3, 0, 2, 4).reshape(yb.size * xs.size, -1)
-        msk = msk.transpose(1, 3, 0, 2, 4).reshape(yb.size * xs.size, -1)
-        n_mask = msk.sum(axis=1)
-        usable = msk & np.isfinite(vals)
-        mad = mad_zero_centered_rows(vals, usable, n_mask)
+        r0, r1 = int(yb[0] - halfbox), int(yb[-1] + halfbox + 1)
+        blk = src.get(slice(None), slice(r0, min(r1, ny)))
+        blk[~noisemask[:, r0:min(r1, ny), :]] = np.nan
+        # pad with NaN so that boxes running over the upper edges are truncated, as slices are
+        pad_y, pad_x = r1 - min(r1, ny), max(0, int(xs[-1]) + halfbox + 1 - nx)
+        if pad_y or pad_x:
+            blk = np.pad(blk, ((0, 0), (0, pad_y), (0, pad_x)), constant_values=np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(blk, (width, width), axis=(1, 2))
+        # (nchan, nyb, nxs, nw, nw) -> one copy as (points, voxels)
+        win = win[:, ::step, int(xs[0]) - halfbox::step][:, :yb.size, :xs.size,
+                                                         ::p.substride, ::p.substride]
+        vals = np.ascontiguousarray(win.transpose(1, 2, 0, 3, 4)).reshape(yb.size * xs.size, -1)
+        vals.sort(axis=1)
+        n_mask = _count_less(vals, np.inf)  # NaN (not noise) sorts last
+        mad = mad_zero_centered_sorted(vals, n_mask)
         mad = np.where(n_mask > p.n_thresh, mad, np.nan)
         noise_map[np.ix_(yb, xs)] = mad.reshape(yb.size, xs.size)
     noise_map[boundary] = np.nan
@@ -295,9 +355,13 @@ def _noise_spectrum(src: _NormalisedData, noisemask: np.ndarray, noise_map: np.n
                 del cache[k]
         for k in range(lowz, hiz):
             if k not in cache:
-                cache[k] = src.get(slice(k, k + 1), slice(None))[0] / noise_map
-        slab = np.stack([cache[k] for k in range(lowz, hiz)])
-        spec[z] = mad_zero_centered(slab, noisemask[lowz:hiz])
+                plane = src.get(slice(k, k + 1), slice(None))[0] / noise_map
+                plane[~noisemask[k]] = np.nan
+                cache[k] = plane.ravel()
+        vals = np.concatenate([cache[k] for k in range(lowz, hiz)])[None, :]
+        n_mask = np.array([np.count_nonzero(noisemask[lowz:hiz])])
+        vals.sort(axis=1)
+        spec[z] = mad_zero_centered_sorted(vals, n_mask)[0]
     if p.bandpass_smooth_window > 0:
         if p.bandpass_smooth_window <= p.bandpass_smooth_order:
             logger.warning("bandpass smoothing window %s <= order %s: not smoothing the "
@@ -386,8 +450,8 @@ def write_noise(noise: NoiseSource, cube: CubeInfo, out_fits: str | Path,
     total, count = 0.0, 0
     dmin, dmax = np.inf, -np.inf
     zstep = max(1, int(block_bytes(cube.shape, 0.125) // max(1, 4 * cube.shape[1] * cube.shape[2])))
-    stride = max(1, int(np.prod(cube.shape)) // _EXACT_MEDIAN_VOXELS + 1) if int(
-        np.prod(cube.shape)) > _EXACT_MEDIAN_VOXELS else 1
+    nvox = int(np.prod(cube.shape))
+    stride = 1 if nvox <= _EXACT_MEDIAN_VOXELS else nvox // _EXACT_MEDIAN_VOXELS + 1
     for z0 in range(0, nchan, zstep):
         blk = noise.channels(z0, min(nchan, z0 + zstep))
         fin = np.isfinite(blk)

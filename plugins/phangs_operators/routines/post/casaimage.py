@@ -6,12 +6,14 @@ Angles are returned in arcsec or radians as the names say, frequencies in Hz.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +24,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ImageInfo",
+    "and_masks",
+    "block_boxes",
     "channel_blocks",
+    "get_block",
+    "opened",
+    "put_mask_block",
+    "valid_projections",
     "copy_image",
     "image_info",
     "publish",
@@ -56,8 +64,12 @@ def remove_path(path: str | os.PathLike[str]) -> None:
 
 
 def scratch_name(final: str | os.PathLike[str]) -> Path:
-    """Temporary sibling name of ``final`` (same filesystem, so the publish is a rename)."""
+    """Temporary sibling name of ``final`` (same filesystem, so the publish is a rename).
+
+    The parent directory of ``final`` is created if needed.
+    """
     f = Path(final)
+    f.parent.mkdir(parents=True, exist_ok=True)
     return f.with_name(f".{f.name}.tmp{os.getpid()}")
 
 
@@ -209,21 +221,97 @@ def image_info(path: str | os.PathLike[str], what: str = "image") -> ImageInfo:
     )
 
 
-def channel_blocks(info: ImageInfo, max_pixels: int = 32_000_000) -> Iterator[tuple[list[int], list[int]]]:
-    """(blc, trc) boxes covering the image in blocks of whole channels (memory bound)."""
-    ax = info.spectral_axis
-    nd = len(info.shape)
-    if ax is None:
-        yield [0] * nd, [n - 1 for n in info.shape]
-        return
-    per_chan = int(np.prod(info.shape)) // max(info.shape[ax], 1)
+def block_boxes(
+    shape: tuple[int, ...], spectral_axis: int | None, max_pixels: int = 8_000_000
+) -> list[tuple[list[int], list[int]]]:
+    """(blc, trc) boxes covering an image in blocks of whole channels (bounded memory)."""
+    nd = len(shape)
+    if spectral_axis is None:
+        return [([0] * nd, [n - 1 for n in shape])]
+    per_chan = int(np.prod(shape)) // max(shape[spectral_axis], 1)
     step = max(1, max_pixels // max(per_chan, 1))
-    for start in range(0, info.shape[ax], step):
+    boxes = []
+    for start in range(0, shape[spectral_axis], step):
         blc = [0] * nd
-        trc = [n - 1 for n in info.shape]
-        blc[ax] = start
-        trc[ax] = min(info.shape[ax] - 1, start + step - 1)
-        yield blc, trc
+        trc = [n - 1 for n in shape]
+        blc[spectral_axis] = start
+        trc[spectral_axis] = min(shape[spectral_axis] - 1, start + step - 1)
+        boxes.append((blc, trc))
+    return boxes
+
+
+def channel_blocks(info: ImageInfo, max_pixels: int = 8_000_000) -> list[tuple[list[int], list[int]]]:
+    """:func:`block_boxes` of an image described by ``info``."""
+    return block_boxes(info.shape, info.spectral_axis, max_pixels)
+
+
+@contextlib.contextmanager
+def opened(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """An image tool opened on ``path`` (closed on exit)."""
+    ia = casatools().image()
+    try:
+        ia.open(str(path))
+        yield ia
+    finally:
+        ia.done()
+
+
+def get_block(ia: Any, blc: list[int], trc: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Data (float32, NaN where invalid) and validity (mask and finite) of one box."""
+    data = np.asarray(ia.getchunk(blc=blc, trc=trc), dtype=np.float32)
+    valid = np.asarray(ia.getchunk(blc=blc, trc=trc, getmask=True), dtype=bool) & np.isfinite(data)
+    return np.where(valid, data, np.float32(np.nan)), valid
+
+
+def _ensure_mask(ia: Any) -> None:
+    if not ia.maskhandler("get"):
+        ia.calcmask("T", name="mask0", asdefault=True)
+
+
+def put_mask_block(ia: Any, valid: np.ndarray, blc: list[int], trc: list[int]) -> None:
+    """Write ``valid`` as the default pixel mask of one box (a mask is created if none)."""
+    _ensure_mask(ia)
+    rg = casatools().regionmanager()
+    try:
+        ia.putregion(pixelmask=np.asarray(valid, dtype=bool), region=rg.box(blc=blc, trc=trc), usemask=False)
+    finally:
+        rg.done()
+
+
+def valid_projections(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], int]:
+    """Per-axis "any valid pixel" projections and the number of valid pixels, block by block."""
+    info = image_info(path)
+    proj = [np.zeros(n, dtype=bool) for n in info.shape]
+    count = 0
+    with opened(path) as ia:
+        for blc, trc in channel_blocks(info):
+            _, valid = get_block(ia, blc, trc)
+            count += int(valid.sum())
+            for ax in range(valid.ndim):
+                other = tuple(i for i in range(valid.ndim) if i != ax)
+                proj[ax][blc[ax]: trc[ax] + 1] |= valid.any(axis=other)
+    return proj, count
+
+
+def and_masks(target: str | os.PathLike[str], others: list[str | os.PathLike[str]]) -> int:
+    """Mask ``target`` wherever it or any of ``others`` (same shape) is invalid; returns #valid."""
+    info = image_info(target)
+    count = 0
+    tools = [casatools().image() for _ in others]
+    try:
+        for t, o in zip(tools, others, strict=True):
+            t.open(str(o))
+        with opened(target) as ia:
+            for blc, trc in channel_blocks(info):
+                _, valid = get_block(ia, blc, trc)
+                for t in tools:
+                    valid &= get_block(t, blc, trc)[1]
+                put_mask_block(ia, valid, blc, trc)
+                count += int(valid.sum())
+    finally:
+        for t in tools:
+            t.done()
+    return count
 
 
 def read_cube(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -240,15 +328,10 @@ def read_cube(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def set_mask(path: str | os.PathLike[str], valid: np.ndarray) -> None:
-    """Make ``valid`` the default pixel mask of the image (True = good)."""
-    ia = casatools().image()
-    try:
-        ia.open(str(path))
-        if not ia.maskhandler("get") or ia.maskhandler("get") == ["T"]:
-            ia.calcmask("T", name="mask0", asdefault=True)
-        ia.putregion(pixelmask=np.asarray(valid, dtype=bool), usemask=False)
-    finally:
-        ia.done()
+    """Make ``valid`` (whole-image array, True = good) the default pixel mask of the image."""
+    with opened(path) as ia:
+        shape = tuple(int(n) for n in ia.shape())
+        put_mask_block(ia, valid, [0] * len(shape), [n - 1 for n in shape])
 
 
 def write_image_like(

@@ -24,6 +24,7 @@ __all__ = [
     "KB_CGS",
     "beam_area_pixels",
     "beam_is_round",
+    "box_from_projections",
     "feather_plane",
     "gaussian_beam_image",
     "jytok_factor",
@@ -246,17 +247,30 @@ def valid_bounding_box(valid: np.ndarray, pad: int = 1, axes: Sequence[int] | No
         One inclusive range per axis of ``valid``.
     """
     valid = np.asarray(valid, dtype=bool)
-    if not valid.any():
+    projections = [valid.any(axis=tuple(i for i in range(valid.ndim) if i != ax)) for ax in range(valid.ndim)]
+    return box_from_projections(projections, pad=pad, axes=axes)
+
+
+def box_from_projections(
+    projections: Sequence[np.ndarray], pad: int = 1, axes: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
+    """Bounding box from per-axis "any valid" projections (see :func:`valid_bounding_box`).
+
+    ``projections[ax][i]`` is True when the hyper-plane ``i`` of axis ``ax`` holds valid data;
+    computing them block by block lets large cubes be trimmed without loading them whole.
+    """
+    nd = len(projections)
+    if not all(np.any(p) for p in projections):
         raise CubeError("no valid (unmasked, finite) pixel: nothing to trim to")
-    axes = range(valid.ndim) if axes is None else [a % valid.ndim for a in axes]
+    axes = range(nd) if axes is None else [a % nd for a in axes]
     box = []
-    for ax in range(valid.ndim):
+    for ax, proj in enumerate(projections):
+        n = len(proj)
         if ax not in axes:
-            box.append((0, valid.shape[ax] - 1))
+            box.append((0, n - 1))
             continue
-        other = tuple(i for i in range(valid.ndim) if i != ax)
-        idx = np.flatnonzero(valid.any(axis=other))
-        box.append((max(0, int(idx[0]) - pad), min(valid.shape[ax] - 1, int(idx[-1]) + pad)))
+        idx = np.flatnonzero(proj)
+        box.append((max(0, int(idx[0]) - pad), min(n - 1, int(idx[-1]) + pad)))
     return box
 
 
