@@ -82,6 +82,7 @@ def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
             "conn_type": "aws", "login": "testing", "password": "testing",
             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
         import boto3
+
         from phangs_operators.stores import Catalog, ProductFile, ProductStore, publish_products
         from phangs_operators.stores.objectstore import sha256_file
 
@@ -124,7 +125,11 @@ def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
         }
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def bench_catalog(url: str, nrows: int) -> dict:
@@ -183,6 +188,7 @@ def main() -> int:
             with admin.cursor() as cur:
                 cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             admin.close()
+    out["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
     print(json.dumps(out, indent=1))
     return 0
 

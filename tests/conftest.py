@@ -29,7 +29,7 @@ os.environ.update(
 )
 sys.path.insert(0, str(ROOT / "plugins"))
 
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.sim"]
 
 # The demo key set (include/keys) resolves its roots through ${PHANGS_DEMO_ROOT}.
 os.environ.setdefault("PHANGS_DEMO_ROOT", str(_SCRATCH / "demo"))

@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+
 def _cleanup(name: str) -> str:
     name = name.replace("__", "_").replace("__", "_")
     return name.replace("_.", ".")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from phangs_operators.errors import StagingError
 
 from .conftest import STATWT_EDGE_KMS, TINY_CHANNEL_KMS

@@ -10,10 +10,10 @@ from phangs_operators.errors import KeyFileError
 from phangs_operators.routines.cubes.moments import (
     PHANGS_MOMENTS,
     equivalent_width,
+    mom1_with_prior,
     moment0,
     moment1,
     moment2,
-    mom1_with_prior,
     peak_temperature,
     peak_velocity,
     quadratic_peak_velocity,
@@ -219,3 +219,14 @@ def test_total_flux_of_a_bright_model_is_recovered(tmp_path):
     mom0 = fits.getdata(tmp_path / "out" / "bright_strict_mom0.fits")
     model_flux = model.sum(dtype=np.float64) * 2.5
     assert np.nansum(mom0) == pytest.approx(model_flux, rel=0.10)
+
+
+def test_total_flux_in_jy_kms(ref_cube):
+    from phangs_operators.routines.cubes.io import read_cube
+    from phangs_operators.routines.cubes.moments import total_flux_jy_kms
+
+    cube = read_cube(ref_cube)
+    mom0 = np.full((64, 64), 0.0)
+    mom0[10, 10] = 5.74865 * cube.pixels_per_beam  # 1 Jy km/s in K km/s summed over pixels
+    # reference §11.C: a 2" round beam at 230.538 GHz gives 5.74865 K per Jy/beam
+    assert total_flux_jy_kms(cube, mom0) == pytest.approx(1.0, rel=2e-5)

@@ -12,7 +12,7 @@ from astropy.io import fits
 from phangs_operators.errors import CubeError, ImagingError
 from phangs_operators.routines import postprocess as pp
 from phangs_operators.routines.post import maths
-from phangs_operators.routines.post.casaimage import image_info, read_cube
+from phangs_operators.routines.post.casaimage import image_info, opened, read_cube
 
 from tests.postprocess import synth
 
@@ -362,3 +362,24 @@ def test_feather_three_dimensional_cubes(chain, tmp_path):
     assert np.array_equal(v4[:, :, 0, :], v3)
     np.testing.assert_allclose(three[v3], four[:, :, 0, :][v3], rtol=1e-4, atol=1e-6)
     assert r.numbers["feathered_flux_jykms"] > 0
+
+
+def test_trim_coarse_beam_edges(ct, single_field, tmp_path):
+    from phangs_operators.casa import casa_session
+
+    data, _ = read_cube(single_field.interf.image)
+    beams = [(6.0 + 0.01 * ch, 5.0, 0.0) for ch in range(8)]
+    beams[0] = (9.0, 5.0, 0.0)
+    src = tmp_path / "edge.image"
+    with casa_session(tmp_path / "casa"):
+        info = image_info(single_field.interf.image)
+        with opened(single_field.interf.image) as ia:
+            csys = ia.coordsys().torecord()
+        synth.write_image(ct, src, np.nan_to_num(data), csys, beams=beams)
+    r = pp.trim_coarse_beam_edges(src, single_field.interf.pb, tmp_path / "o.image", tmp_path / "o.pb",
+                                  workdir=tmp_path / "w")
+    assert (r.numbers["first_channel"], r.numbers["last_channel"], r.numbers["dropped"]) == (1, 7, 1)
+    out = image_info(tmp_path / "o.image")
+    assert out.nchan == 7 and image_info(tmp_path / "o.pb").nchan == 7
+    np.testing.assert_allclose(out.freqs_hz, info.freqs_hz[1:8])
+    assert out.bmaj_max == pytest.approx(6.07)

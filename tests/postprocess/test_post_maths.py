@@ -235,3 +235,13 @@ def test_clean_header_keeps_elliptical_beam():
     h["BMIN"] = 0.98e-3
     clean_header(h)
     assert h["BMIN"] == 0.98e-3 and h["BPA"] == 37.0
+
+
+def test_coarse_beam_edge_channels():
+    b = np.full(40, 3.0) + np.linspace(0, 0.01, 40)
+    assert maths.coarse_beam_edge_channels(b) == (0, 39)
+    b2 = b.copy()
+    b2[0], b2[-1], b2[20] = 4.5, 4.4, 4.3  # the interior coarse plane stays inside the range
+    assert maths.coarse_beam_edge_channels(b2) == (1, 38)
+    assert maths.coarse_beam_edge_channels(np.full(5, 2.0)) == (0, 4)
+    assert maths.coarse_beam_edge_channels([9.0] + [6.0] * 7) == (1, 7)  # constant clipped beams

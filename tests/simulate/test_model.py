@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from phangs_operators.errors import SimulationError
 from phangs_operators.routines import simulate as sim
 

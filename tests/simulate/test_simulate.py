@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from phangs_operators.errors import SimulationError
 
 pytestmark = pytest.mark.casa

@@ -136,3 +136,11 @@ def test_provenance_recorded(catalog):
     assert (got.dag_id, got.run_id, got.task_id, got.try_number, got.host) == ("d", "r", "t", 3, "h")
     assert (got.keyset_hash, got.recipe, got.software) == ("abc", "r1", {"casatools": "6.7"})
     assert got.inputs == [("s3://b/x.ms", "3" * 64)]
+
+
+def test_postgres_fixture_fails_loudly_when_the_server_is_down():
+    from tests.fixtures.services import _pg_admin_connect
+
+    port = free_port()
+    with pytest.raises(pytest.fail.Exception, match=rf"PostgreSQL not reachable at 127.0.0.1:{port} .*pg_ctlcluster"):
+        _pg_admin_connect(port=port)

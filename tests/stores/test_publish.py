@@ -294,3 +294,27 @@ def test_republish_after_after_commit_crash_cleans_temps(backend, tmp_path):
     assert cat.count() == 1 and temps(store) != []
     res = publish_products(store, cat, [spec])
     assert res.products[0].action == "unchanged" and res.temp_keys_removed == 1 and temps(store) == []
+
+
+def test_failure_of_the_commit_itself(backend, tmp_path):
+    """The database refuses the COMMIT (not a hook inside the transaction): same convergence."""
+    import sqlalchemy as sa
+
+    store, cat = backend
+    spec = cube_file(small_cube(tmp_path / "c.fits", seed=80))
+    armed = {"on": True}
+
+    def refuse_commit(conn):
+        if armed["on"]:
+            armed["on"] = False
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    sa.event.listen(cat.engine, "commit", refuse_commit)
+    try:
+        with pytest.raises(StoreError, match="catalog write failed.*server closed"):
+            publish_products(store, cat, [spec])
+    finally:
+        sa.event.remove(cat.engine, "commit", refuse_commit)
+    assert cat.count() == 0 and visible(store) == []  # the new object was rolled back
+    res = publish_products(store, cat, [spec])
+    assert res.products[0].action == "published" and cat.count() == 1 and temps(store) == []

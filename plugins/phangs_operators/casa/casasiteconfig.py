@@ -11,8 +11,8 @@
 # - the CASA log goes to $CASA_LOG_DIR/casa.log (a directory we create), never into the
 #   current working directory or $HOME.  Each task switches to its own log file with
 #   casalog.setlogfile() through phangs_operators.casa.casa_session().
-import os as _os
 import importlib.util as _ilu
+import os as _os
 import tempfile as _tempfile
 
 _spec = _ilu.find_spec("casadata")

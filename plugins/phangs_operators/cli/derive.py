@@ -73,4 +73,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(res.files)} files to {res.out_dir}")
     for tag, why in res.skipped.items():
         print(f"skipped {tag}: {why}")
+    for text in res.warnings:
+        if "is smaller than the native beam" not in text:  # already listed as skipped
+            print(f"warning: {text}")
+    native = res.resolutions.get("native", {}).get("moments", {})
+    for name, prod in native.items():
+        if prod.get("total_flux_jy_kms") is not None:
+            print(f"{name}: total flux {prod['total_flux_jy_kms']:.4g} Jy km/s")
     return 0

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
 from airflow.sdk.exceptions import AirflowSkipException
 
 from phangs_operators import __version__

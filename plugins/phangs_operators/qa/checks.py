@@ -121,7 +121,7 @@ def ramp(value: float, good: float, bad: float) -> float:
         return 1.0
     if t <= 1:
         return 1.0 - (1.0 - YELLOW) * t
-    return max(0.0, YELLOW * (2.0 - t))
+    return 0.0 if t >= 2.0 - 1e-12 else YELLOW * (2.0 - t)
 
 
 def _ramp_cfg(value: float, spec: Mapping[str, float]) -> float:
@@ -280,7 +280,7 @@ def _stop_kind(loop: Mapping[str, Any]) -> str | None:
 
 def check_clean_convergence(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Did every clean stage of every chunk converge, or did it hit the loop / niter cap?"""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     table = cfg.get("imaging", "clean_stop_scores")
     worst: tuple[float, str] | None = None
     per: dict[str, dict[str, str]] = {}
@@ -327,7 +327,7 @@ def _last_loop(r: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def check_peak_residual(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Peak |residual| after clean over the noise (worst chunk)."""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     vals: dict[str, float] = {}
     for rec in group:
         r = _result(rec)
@@ -346,7 +346,7 @@ def check_peak_residual(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Sc
 
 def check_residual_vs_dirty(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Residual rms after clean vs the dirty-image noise: clean must not add (or hide) noise."""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     vals: dict[str, float] = {}
     for rec in group:
         r = _result(rec)
@@ -369,7 +369,7 @@ def check_residual_vs_dirty(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -
 
 def check_beam_shape(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Beam axis ratio and the spread of the beam over chunks."""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     maj = np.array([_num(_result(r).get("beam_major_arcsec")) or np.nan for r in group], dtype=float)
     mnr = np.array([_num(_result(r).get("beam_minor_arcsec")) or np.nan for r in group], dtype=float)
     ok = np.isfinite(maj) & np.isfinite(mnr) & (mnr > 0)
@@ -387,7 +387,7 @@ def check_beam_shape(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score
 
 def check_mask_fraction(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Fraction of the image inside the single-scale clean mask (a noise-driven mask is large)."""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     vals: dict[str, float] = {}
     for rec in group:
         r = _result(rec)
@@ -411,7 +411,7 @@ def _duration(rec: Mapping[str, Any]) -> float | None:
 
 def check_chunk_durations(group: Sequence[Mapping[str, Any]], cfg: QAConfig) -> Score:
     """Slowest chunk vs the median chunk (a straggler hints at a divergent clean)."""
-    subj = subject_of(group[0])
+    subj = str(group[0].get("task_id"))
     d = {_chunk_label(r): t for r in group if (t := _duration(r)) is not None}
     if len(d) < 2:
         return na("imaging", "chunk_durations", subj, "fewer than two chunks with durations")
@@ -560,8 +560,10 @@ def score_records(records: Iterable[Mapping[str, Any]], cfg: QAConfig) -> list[S
                     scores.extend(check(rec, cfg) for check in STAGING_CHECKS)
             elif stage == "imaging":
                 imgs = [r for r in group if _is_image_record(r)]
-                if imgs:
+                if imgs and any(_result(r).get("stages") for r in imgs):
                     scores.extend(check(imgs, cfg) for check in IMAGING_CHECKS)
+                elif len(imgs) > 1:  # dirty images: only the chunk durations say something
+                    scores.append(check_chunk_durations(imgs, cfg))
             elif stage == "total_power":
                 scores.extend(check_baseline_rms(rec, cfg) for rec in group)
             elif stage == "postprocess":
@@ -642,41 +644,60 @@ def check_noise_gaussian(cube: np.ndarray, noise: np.ndarray, mask: np.ndarray |
 
 
 def _step_profile(profile: np.ndarray, size: int = 7) -> tuple[float, int]:
-    """Largest |profile - running median| (relative to the median) and where."""
+    """Largest |profile - running median| and where (``profile`` is relative: 1 = typical)."""
     from scipy.ndimage import median_filter  # noqa: PLC0415
 
     p = np.asarray(profile, dtype=float)
     ok = np.isfinite(p)
     if ok.sum() < size:
         return 0.0, -1
-    filled = np.where(ok, p, np.nanmedian(p))
+    filled = np.where(ok, p, np.nanmedian(p[ok]))
     dev = np.abs(filled - median_filter(filled, size=size, mode="nearest"))
     dev[~ok] = 0.0
-    med = float(np.nanmedian(p))
-    if med <= 0:
-        return 0.0, -1
     i = int(np.argmax(dev))
-    return float(dev[i] / med), i
+    return float(dev[i]), i
 
 
 def check_noise_stripes(noise: np.ndarray, cfg: QAConfig, subject: str = "") -> Score:
-    """Stripes in the noise cube: sharp steps in the row / column / channel noise profiles."""
+    """Stripes in the noise cube: sharp row / column / channel steps of the noise.
+
+    The channel-median noise map is divided by its own 2D running median (9 px), which
+    follows smooth primary-beam variations but not a band a few pixels wide; the row and
+    column medians of that ratio (rows/columns with at least 10 % of the valid pixels) and the
+    per-channel median noise (relative to its median) are searched for steps.
+    """
+    from scipy.ndimage import binary_erosion, median_filter  # noqa: PLC0415
+
     if noise.ndim == 2:
         noise = noise[None]
-    with np.errstate(invalid="ignore"):
-        nmap = np.nanmedian(np.where(noise > 0, noise, np.nan), axis=0)
-        rows = np.nanmedian(nmap, axis=1)
-        cols = np.nanmedian(nmap, axis=0)
-        chans = np.nanmedian(np.where(noise > 0, noise, np.nan).reshape(noise.shape[0], -1), axis=1)
-    found = {"row": _step_profile(rows), "column": _step_profile(cols)}
-    if noise.shape[0] >= 7:
-        found["channel"] = _step_profile(chans)
+    valid = np.isfinite(noise) & (noise > 0)
+    clean = np.where(valid, noise, np.nan)
+    found: dict[str, tuple[float, int]] = {}
+    with np.errstate(invalid="ignore", divide="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        nmap = np.nanmedian(clean, axis=0)
+        okmap = np.isfinite(nmap)
+        if okmap.sum() >= 81:
+            fill = np.where(okmap, nmap, np.nanmedian(nmap))
+            inner = binary_erosion(okmap, structure=np.ones((9, 9), dtype=bool))
+            ratio = np.where(inner, nmap / median_filter(fill, size=9, mode="nearest"), np.nan)
+            okmap = inner
+            for axis, name in ((1, "row"), (0, "column")):
+                count = okmap.sum(axis=axis)
+                prof = np.nanmedian(ratio, axis=axis)
+                prof[count < 0.1 * count.max()] = np.nan
+                found[name] = _step_profile(prof)
+        if noise.shape[0] >= 7:
+            chans = np.nanmedian(clean.reshape(noise.shape[0], -1), axis=1)
+            found["channel"] = _step_profile(chans / np.nanmedian(chans))
+    if not found:
+        return na("derived", "noise_stripes", subject, "noise cube has too few valid pixels")
     axis, (amp, where) = max(found.items(), key=lambda kv: kv[1][0])
     score = _ramp_cfg(amp, cfg.get("derived", "noise_stripe_amplitude"))
     if score < GREEN:
-        reason = f"noise stripe: {axis} {where} deviates by {amp:.0%} of the median noise"
+        reason = f"noise stripe: {axis} {where} deviates by {amp:.0%} of the local noise"
     else:
-        reason = f"no noise stripes (largest {axis} step {amp:.1%} of the median noise)"
+        reason = f"no noise stripes (largest {axis} step {amp:.1%} of the local noise)"
     return Score("derived", "noise_stripes", score, reason, subject,
                  {k: {"amplitude": v[0], "index": v[1]} for k, v in found.items()})
 
@@ -785,20 +806,27 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
 
     Both channel-summed maps (in K, so the ratio does not depend on units) are put on the
     interferometer grid (the TP map is reprojected when the grids differ), tapered by the
-    interferometer footprint, Fourier transformed; the interferometer transform is multiplied
-    by the TP beam's transfer function (divided by its own) and a least-squares scale factor
-    interferometer = f x TP is fitted over the uv annulus ``uv_overlap_annulus_m``. A correct
+    interferometer footprint; the interferometer map is smoothed to the TP beam, both maps are
+    windowed by the footprint eroded by one TP beam (tapered), Fourier transformed, and a
+    least-squares scale factor interferometer = f x TP is fitted over the uv annulus
+    ``uv_overlap_annulus_m`` (the window mixes uv cells ~1 window-width apart: keep the
+    annulus ~1 m above the shortest baseline). A correct
     TP calibration gives f = 1; a TP cube with a flux error e gives f = 1 / (1 + e).
     """
     from astropy.wcs import WCS  # noqa: PLC0415
     from astropy.wcs.utils import proj_plane_pixel_scales  # noqa: PLC0415
-    from scipy.ndimage import gaussian_filter  # noqa: PLC0415
+    from scipy.ndimage import binary_erosion, gaussian_filter  # noqa: PLC0415
 
     icube, ih = interf
     scube, sh = sd
     freq = _freq_hz(ih) or _freq_hz(sh)
     if freq is None or "BMAJ" not in sh or "BMAJ" not in ih:
         return na("postprocess", "tp_flux_scale", subject, "no rest frequency or beam in the FITS headers")
+    if icube.ndim == 3 and scube.ndim == 3 and icube.shape[0] == scube.shape[0]:
+        # same channels: sum only where the TP spectrum shows the line (less noise)
+        spec = np.nansum(scube, axis=(1, 2))
+        line = spec > 0.1 * np.nanmax(spec) if np.nanmax(spec) > 0 else np.ones(spec.size, dtype=bool)
+        icube, scube = icube[line], scube[line]
     imap = integrated_map(icube) * to_kelvin_factor(ih)
     smap = integrated_map(scube) * to_kelvin_factor(sh)
     # channel widths may differ: scale by the channel width ratio (sum over channels of K)
@@ -819,10 +847,6 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
     pix_deg = float(np.mean(proj_plane_pixel_scales(iw.celestial)))
     sd_fwhm_pix = float(sh["BMAJ"]) / pix_deg
     int_fwhm_pix = float(ih["BMAJ"]) / pix_deg
-    taper = gaussian_filter(foot.astype(float), sd_fwhm_pix / 2.355)
-    taper[~foot] = 0.0
-    fi = np.fft.fft2(np.where(foot, imap, 0.0) * taper)
-    fs = np.fft.fft2(np.where(foot, smap, 0.0) * taper)
     ky = np.fft.fftfreq(imap.shape[0])[:, None]
     kx = np.fft.fftfreq(imap.shape[1])[None, :]
     k = np.hypot(kx, ky)  # cycles / pixel
@@ -832,11 +856,28 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
     def transfer(fwhm_pix: float) -> np.ndarray:
         return np.exp(-(np.pi * fwhm_pix * k) ** 2 / (4 * np.log(2)))
 
+    # interferometer map at the TP resolution (image domain), then one window for both maps:
+    # the footprint eroded by one TP beam (edge effects of the smoothing) and tapered
+    imap_sd = np.fft.ifft2(np.fft.fft2(np.where(foot, imap, 0.0)) * transfer(sd_fwhm_pix)
+                           / transfer(int_fwhm_pix)).real
+    r = max(1, int(round(sd_fwhm_pix)))
+    inner = binary_erosion(foot, structure=np.ones((2 * r + 1, 2 * r + 1), dtype=bool))
+    if inner.sum() < 64:
+        return na("postprocess", "tp_flux_scale", subject, "interferometer footprint smaller than the TP beam")
+    window = gaussian_filter(inner.astype(float), sd_fwhm_pix / 2.355)
     lo, hi = (float(x) for x in cfg.get("postprocess", "uv_overlap_annulus_m"))
+    fringe_pix = lam / lo / np.deg2rad(pix_deg)  # largest scale of the annulus (pixels)
+    diameter = 2.0 * math.sqrt(float(inner.sum()) / math.pi)
+    need = float(cfg.get("postprocess", "uv_overlap_min_fringes"))
+    if diameter < need * fringe_pix:
+        return na("postprocess", "tp_flux_scale", subject,
+                  f"field too small for the uv overlap: {diameter * pix_deg * 3600:.0f}\" usable, needs "
+                  f"{need:g} x {fringe_pix * pix_deg * 3600:.0f}\" (the {lo:g} m fringe)")
+    fi_sd = np.fft.fft2(imap_sd * window)
+    fs = np.fft.fft2(np.where(foot, smap, 0.0) * window)
     ring = (uv_m >= lo) & (uv_m <= hi)
     if ring.sum() < 4:
         return na("postprocess", "tp_flux_scale", subject, f"no uv cells in the {lo:g}-{hi:g} m annulus")
-    fi_sd = fi * transfer(sd_fwhm_pix) / transfer(int_fwhm_pix)
     denom = float(np.sum(np.abs(fs[ring]) ** 2))
     if denom <= 0:
         return na("postprocess", "tp_flux_scale", subject, "TP map has no power in the uv overlap")
@@ -893,6 +934,8 @@ def product_checks(ps: ProductSet, cfg: QAConfig) -> list[Score]:
     if noise is not None and noise.ndim == 2 and cube is not None and cube.ndim == 3:
         noise = np.broadcast_to(noise, cube.shape)
     mask = broad if broad is not None else strict
+    if noise is None and strict is None and not _exists(ps.singledish):
+        return [na("derived", "products", subj, "no derived products (noise cube, masks) in the records")]
     if cube is not None and noise is not None and noise.shape == cube.shape:
         scores.append(check_noise_gaussian(cube, noise, mask, cfg, subj))
         scores.append(check_negative_bowl(cube, noise, _beam_pixels(cube_h), cfg, subj))

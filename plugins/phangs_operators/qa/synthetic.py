@@ -100,7 +100,8 @@ def _transfer(n: int, fwhm_pix: float) -> np.ndarray:
 
 def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *, n: int = 128,
                           nchan: int = 40, bowl: bool = False, loop_cap: bool = False, tp_error: float = 0.0,
-                          stripe: bool = False, n_chunks: int = 4, seed: int = 1) -> SyntheticTarget:
+                          stripe: bool = False, n_chunks: int = 4, seed: int = 1,
+                          noise_scale: float = 1.0) -> SyntheticTarget:
     """Write a synthetic target below ``root`` (see the module docstring).
 
     Parameters
@@ -115,6 +116,8 @@ def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *
         Fractional flux error of the TP cube (0.2 = TP 20 % too bright), also in the feathered cube.
     stripe
         A 3-row band of the noise cube 60 % too high.
+    noise_scale
+        Multiplies the noise added to the cubes (the noise cube keeps the nominal value).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -126,6 +129,8 @@ def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *
     comps = [(n / 2, n / 2, 40.0, 0.6, 0.0, 40.0)]
     comps += [(n / 2 + dx, n / 2 + dy, 4.0, 3.0, 8.0 * dx / 10, 12.0)
               for dx, dy in ((-25, -10), (-12, 8), (0, -4), (14, 10), (26, -6))]
+    comps += [(n / 2 + dx, n / 2 + dy, 10.0, 1.0, 6.0 * dx / 10, 30.0)
+              for dx, dy in ((-20, 15), (18, -16), (-8, -22), (24, 20))]
     sky = np.zeros((nchan, n, n), dtype=np.float64)
     for x0, y0, fwhm, amp, vc, width in comps:
         spec = np.exp(-0.5 * ((v - vc) / (width / 2.3548)) ** 2)
@@ -138,7 +143,7 @@ def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *
     # beam-correlated noise with rms sigma
     white = rng.standard_normal((nchan, n, n))
     corr = np.fft.ifft2(np.fft.fft2(white, axes=(1, 2)) * t_int, axes=(1, 2)).real
-    corr *= sigma / corr.std()
+    corr *= noise_scale * sigma / corr.std()
     pb = _gauss2d(n, n / 2, n / 2, 1.3 * n / 2)
     pbmask = pb >= 0.2
     noise_map = np.where(pbmask, sigma / pb, np.nan)
@@ -146,7 +151,8 @@ def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *
     feathered_model = np.fft.ifft2(fsky * t_int * (highpass + (1.0 + tp_error) * (1 - highpass)), axes=(1, 2)).real
     feathered = feathered_model + corr / np.where(pbmask, pb, 1)
     sd = np.fft.ifft2(fsky * t_sd, axes=(1, 2)).real * (1.0 + tp_error)
-    sd += rng.standard_normal(sd.shape) * 0.01
+    sd_noise = np.fft.ifft2(np.fft.fft2(rng.standard_normal(sd.shape), axes=(1, 2)) * t_sd, axes=(1, 2)).real
+    sd += sd_noise * (noise_scale * 0.01 / sd_noise.std())
     if bowl:
         dip = -12 * sigma * _gauss2d(n, n / 2 + 30, n / 2 - 28, 24.0 / pix * 2)
         line = np.abs(v) < 20

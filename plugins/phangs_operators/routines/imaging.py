@@ -870,8 +870,6 @@ def _image(
             dirty_kw.update(imagename=tmp_root, niter=0, calcres=True, calcpsf=True, restart=True)
             if not mfs:
                 dirty_kw["deconvolver"] = "hogbom"
-            if mask is not None and mask_on_grid:
-                dirty_kw.update(usemask="user", mask=str(_require_image(mask)))
             t0 = time.perf_counter()
             _run_tclean(dirty_kw)
             res.timings["dirty"] = time.perf_counter() - t0
@@ -881,7 +879,9 @@ def _image(
                 res.noise_jy = measure_noise(Path(tmp_root + ".residual" + suffix))
             else:
                 res.noise_jy = float(noise_jy)
-            if mask is not None and not mask_on_grid and mode != "dirty":
+            if mask is not None:
+                # the key's clean mask (FITS or CASA image, any grid) or a whole-cube mask for a
+                # chunk: aligned onto this run's grid (nearest, in velocity) as <root>.mask
                 align_clean_mask(mask, tmp_root + ".image" + suffix, tmp_root + ".mask",
                                  workdir=work, overwrite=True)
             if mode == "threshold":
@@ -986,8 +986,7 @@ def make_dirty_cube(
 ) -> ImagingResult:
     """Dirty image (``niter=0``) of ``ms`` (the whole cube or a channel range); noise measured.
 
-    ``mask``: a CASA mask image already on (or regriddable to) the cube grid, passed to
-    tclean so that ``root.mask`` exists for later stages.
+    ``mask``: a clean mask (FITS or CASA image) aligned onto the cube grid as ``root.mask``.
     """
     return _image(ms, imagename_root, geometry=geometry, tclean_kw=tclean_kw, workdir=workdir, mode="dirty",
                   restfreq_ghz=restfreq_ghz, start=start, nchan=nchan, per_plane_beam=per_plane_beam,
@@ -1123,8 +1122,8 @@ def image_chunk(
       absolute threshold (Jy/beam);
     * neither: dirty chunk only.
 
-    ``mask``: a CASA mask image on the whole-cube grid (e.g. from :func:`align_clean_mask`
-    against the gathered dirty cube); tclean cuts the chunk's channels out of it.
+    ``mask``: a clean mask (CASA image or FITS), e.g. the whole cube's aligned mask; it is
+    regridded (nearest, in velocity) onto the chunk's grid, which cuts out its channels.
     Output root: ``imagename_root`` (use :func:`chunk_root` for the PHANGS name).
     """
     if noise_jy is not None:

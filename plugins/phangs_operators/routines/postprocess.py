@@ -45,6 +45,7 @@ from phangs_operators.routines.post.casaimage import (
     channel_blocks,
     copy_image,
     get_block,
+    get_mask,
     image_info,
     opened,
     publish,
@@ -70,6 +71,7 @@ __all__ = [
     "pbcor_cube",
     "postprocess_cube",
     "postprocess_mosaic",
+    "trim_coarse_beam_edges",
     "round_beam",
     "trim_cube",
 ]
@@ -177,6 +179,39 @@ def _cleanup(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _with_unit(info: ImageInfo, unit: str) -> ImageInfo:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(info, unit=unit)
+
+
+class _FluxSum:
+    """Accumulates ``sum(S) / beam_area_pixels * dv`` [Jy km/s] of a Jy/beam cube block by block."""
+
+    def __init__(self, info: ImageInfo) -> None:
+        if info.unit_normalised != "Jy/beam":
+            raise CubeError(f"{info.path}: line flux needs Jy/beam, unit is {info.unit!r}")
+        if info.beams is None:
+            raise CubeError(f"{info.path}: no restoring beam")
+        self.info = info
+        self.per_chan = np.zeros(info.nchan)
+
+    def add(self, data: np.ndarray, valid: np.ndarray, blc: list[int], trc: list[int]) -> None:
+        summed = np.where(valid, data, 0.0)
+        ax = self.info.spectral_axis
+        if ax is None:
+            self.per_chan[0] += summed.sum(dtype=float)
+        else:
+            other_axes = tuple(i for i in range(summed.ndim) if i != ax)
+            self.per_chan[blc[ax]: trc[ax] + 1] += summed.sum(axis=other_axes, dtype=float)
+
+    def total(self) -> float:
+        info = self.info
+        areas = np.array([maths.beam_area_pixels(b[0], b[1], info.pixel_arcsec) for b in info.beams])
+        dv = info.channel_width_kms() if info.nchan > 1 else 1.0
+        return float(np.sum(self.per_chan / areas[: self.per_chan.size]) * dv)
+
+
 def line_flux(
     path: str | os.PathLike[str],
     valid: np.ndarray | None = None,
@@ -188,35 +223,18 @@ def line_flux(
     and the masks of the images ``also_valid`` (same grid) restrict the sum.
     """
     info = image_info(path)
-    if info.unit_normalised != "Jy/beam":
-        raise CubeError(f"{path}: line flux needs Jy/beam, unit is {info.unit!r}")
-    if info.beams is None:
-        raise CubeError(f"{path}: no restoring beam")
-    ax = info.spectral_axis
-    per_chan = np.zeros(info.nchan)
-    others = [casatools().image() for _ in also_valid]
-    try:
-        for t, o in zip(others, also_valid, strict=True):
-            t.open(str(o))
-        with opened(path) as ia:
-            for blc, trc in channel_blocks(info):
-                data, ok = get_block(ia, blc, trc)
-                for t in others:
-                    ok &= get_block(t, blc, trc)[1]
-                if valid is not None:
-                    ok &= valid[tuple(slice(b, e + 1) for b, e in zip(blc, trc, strict=True))]
-                summed = np.where(ok, data, 0.0)
-                if ax is None:
-                    per_chan[0] += summed.sum(dtype=float)
-                else:
-                    other_axes = tuple(i for i in range(summed.ndim) if i != ax)
-                    per_chan[blc[ax]: trc[ax] + 1] += summed.sum(axis=other_axes, dtype=float)
-    finally:
-        for t in others:
-            t.done()
-    areas = np.array([maths.beam_area_pixels(b[0], b[1], info.pixel_arcsec) for b in info.beams])
-    dv = info.channel_width_kms() if info.nchan > 1 else 1.0
-    return float(np.sum(per_chan / areas[: per_chan.size]) * dv)
+    acc = _FluxSum(info)
+    with contextlib.ExitStack() as stack:
+        ia = stack.enter_context(opened(path))
+        others = [stack.enter_context(opened(o)) for o in also_valid]
+        for blc, trc in channel_blocks(info):
+            data, ok = get_block(ia, blc, trc)
+            for t in others:
+                ok &= get_mask(t, blc, trc)
+            if valid is not None:
+                ok &= valid[tuple(slice(b, e + 1) for b, e in zip(blc, trc, strict=True))]
+            acc.add(data, ok, blc, trc)
+    return acc.total()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +284,7 @@ def pbcor_cube(
         with casa_session(work):
             ctk.impbcor(imagename=str(Path(image).resolve()), pbimage=str(Path(pb).resolve()),
                         outfile=str(tmp.resolve()), cutoff=cutoff, mode="divide", overwrite=True)
-        _, n_valid = valid_projections(tmp)
+        _, n_valid = valid_projections(tmp, mask_only=True)
         if n_valid == 0:
             raise ImagingError(f"{image}: no pixel has pb >= {cutoff} (or all data masked)")
         publish(tmp, out)
@@ -277,6 +295,54 @@ def pbcor_cube(
     fraction = n_valid / float(np.prod(info.shape))
     res.numbers = {"cutoff": cutoff, "valid_fraction": fraction}
     log.info("pbcor_cube: %s -> %s (cutoff %s, %.1f%% valid)", image, out, cutoff, 100 * fraction)
+    return res
+
+
+def trim_coarse_beam_edges(
+    image: str | os.PathLike[str],
+    pb: str | os.PathLike[str],
+    out_image: str | os.PathLike[str],
+    out_pb: str | os.PathLike[str],
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> PostResult:
+    """Drop edge channels whose per-plane beam is much coarser (PHANGS option, default off).
+
+    Channels are kept from the first to the last plane whose major axis is below a twice
+    3-sigma-clipped threshold (:func:`maths.coarse_beam_edge_channels`); the image and its
+    primary beam get the same channel range. Without per-plane beams the inputs are copied.
+    """
+    out = Path(out_image)
+    done = _existing("trim_coarse_beam_edges", out, overwrite, pb=out_pb)
+    if done:
+        return done
+    info = image_info(image, "image")
+    require_image(pb, "primary-beam image")
+    first, last = 0, info.nchan - 1
+    if info.per_plane_beams:
+        first, last = maths.coarse_beam_edge_channels(info.beams[:, 0])
+    ctk = casatasks()
+    work = _workdir(workdir, out)
+    tmps = [scratch_name(out), scratch_name(out_pb)]
+    try:
+        for src, dst in zip((image, pb), tmps, strict=True):
+            remove_path(dst)
+            if (first, last) == (0, info.nchan - 1):
+                copy_image(src, dst)
+            else:
+                with casa_session(work):
+                    ctk.imsubimage(imagename=str(Path(src).resolve()), outfile=str(dst.resolve()),
+                                   chans=f"{first}~{last}", overwrite=True)
+        publish(tmps[1], out_pb)
+        publish(tmps[0], out)
+    finally:
+        for t in tmps:
+            remove_path(t)
+        _cleanup(work)
+    res = PostResult(step="trim_coarse_beam_edges", output=str(out), outputs={"image": str(out), "pb": str(out_pb)},
+                     beam_arcsec=_beam_list(info))
+    res.numbers = {"first_channel": first, "last_channel": last, "dropped": info.nchan - (last - first + 1)}
     return res
 
 
@@ -508,16 +574,26 @@ def import_singledish(
             ctk.imregrid(imagename=str(ordered), template=str(Path(template_image).resolve()), output=str(tmp.resolve()),
                          asvelocity=True, axes=[-1], interpolation=interpolation, decimate=1 if small else 10,
                          overwrite=True)
-        _, n_valid = valid_projections(tmp)
+        # one pass: K -> Jy/beam (factor of the SD beam at the mean frequency), count, flux
+        oinfo = image_info(tmp)
+        b = oinfo.beams[0]
+        jytok = maths.jytok_factor(b[0], b[1], float(np.mean(oinfo.freqs_hz))) if unit == "K" else None
+        n_valid = 0
+        with opened(tmp) as ia:
+            if jytok is not None:
+                ia.setbrightnessunit("Jy/beam")
+                ia.setmiscinfo(ia.miscinfo() | {"JYTOK": jytok})
+            acc = _FluxSum(image_info(tmp) if jytok is None else _with_unit(oinfo, "Jy/beam"))
+            for blc, trc in channel_blocks(oinfo):
+                data, valid = get_block(ia, blc, trc)
+                if jytok is not None:
+                    data = data / np.float32(jytok)
+                    ia.putchunk(np.where(valid, data, np.float32(0.0)), blc=blc)
+                n_valid += int(valid.sum())
+                acc.add(data, valid, blc, trc)
         if n_valid == 0:
             raise CubeError(f"single-dish cube {tp_fits} does not overlap {template_image} after regridding")
-        jytok = None
-        if unit == "K":
-            oinfo = image_info(tmp)
-            b = oinfo.beams[0]
-            jytok = maths.jytok_factor(b[0], b[1], float(np.mean(oinfo.freqs_hz)))
-            _multiply(tmp, 1.0 / jytok, "Jy/beam", {"JYTOK": jytok})
-        flux = line_flux(tmp)
+        flux = acc.total()
         publish(tmp, out)
     finally:
         remove_path(tmp)
@@ -573,16 +649,17 @@ def feather_cube(
     tmp = scratch_name(out)
     remove_path(tmp)
     try:
-        flux_int = line_flux(interf_image, also_valid=[sd_image])
-        flux_sd = line_flux(sd_image, also_valid=[interf_image])
         copies = [copy_image(interf_image, work / "interf.image"), copy_image(sd_image, work / "sd.image")]
         n_common = 0
+        acc_int, acc_sd = _FluxSum(iinfo), _FluxSum(sinfo)
         with opened(copies[0]) as ia_i, opened(copies[1]) as ia_s:
             for blc, trc in channel_blocks(iinfo):
                 di, vi = get_block(ia_i, blc, trc)
                 ds, vs = get_block(ia_s, blc, trc)
                 common = vi & vs
                 n_common += int(common.sum())
+                acc_int.add(di, common, blc, trc)
+                acc_sd.add(ds, common, blc, trc)
                 ia_i.putchunk(np.where(common, di, np.float32(0.0)), blc=blc)
                 ia_s.putchunk(np.where(common, ds, np.float32(0.0)), blc=blc)
             for ia in (ia_i, ia_s):
@@ -603,8 +680,14 @@ def feather_cube(
                 copy_image(work / f"{raw.name}.nostokes", tmp)
         else:
             copy_image(raw, tmp)
-        and_masks(tmp, [interf_image, sd_image])
-        flux_out = line_flux(tmp)
+        acc_out = _FluxSum(image_info(tmp))
+        with opened(tmp) as ia, opened(interf_image) as ia_i, opened(sd_image) as ia_s:
+            for blc, trc in channel_blocks(iinfo):
+                data, ok = get_block(ia, blc, trc)
+                ok &= get_mask(ia_i, blc, trc) & get_mask(ia_s, blc, trc)
+                put_mask_block(ia, ok, blc, trc)
+                acc_out.add(data, ok, blc, trc)
+        flux_int, flux_sd, flux_out = acc_int.total(), acc_sd.total(), acc_out.total()
         publish(tmp, out)
     finally:
         remove_path(tmp)
@@ -1103,7 +1186,7 @@ def export_fits(
         raise CubeError(f"{in_image}: no spectral axis to export as VRAD")
     if kind == "cube" and info.beams is None:
         raise CubeError(f"{in_image}: no restoring beam to export")
-    projections, _ = valid_projections(in_image)
+    projections, _ = valid_projections(in_image, mask_only=True)
     planes = projections[info.spectral_axis]
     ctk = casatasks()
     work = _workdir(workdir, out)
@@ -1206,6 +1289,7 @@ def postprocess_cube(
     object_name: str | None = None,
     min_pixperbeam: float = 3.0,
     export_jybeam: bool = True,
+    trim_coarse_beam_edge_channels: bool = False,
     workdir: str | os.PathLike[str],
     overwrite: bool = False,
 ) -> PostResult:
@@ -1226,6 +1310,8 @@ def postprocess_cube(
         Single-dish scale factor for feather.
     object_name : str, optional
         ``OBJECT`` card (default: the target part of the stem, upper case).
+    trim_coarse_beam_edge_channels : bool
+        Drop edge channels with much coarser per-plane beams first (PHANGS option, off).
     workdir : path
         Where the CASA intermediates (``_pbcorr.image``, ``_pbcorr_round.image``, ...) live.
     """
@@ -1244,6 +1330,11 @@ def postprocess_cube(
     steps: list[PostResult] = []
     pbcorr = wd / f"{stem_in}_pbcorr.image"
     rounded = wd / f"{stem_in}_pbcorr_round.image"
+    if trim_coarse_beam_edge_channels:
+        edge = trim_coarse_beam_edges(image, pb, wd / f"{stem_in}_edgetrim.image", wd / f"{stem_in}_edgetrim.pb",
+                                      workdir=wd, overwrite=overwrite)
+        steps.append(edge)
+        image, pb = Path(edge.outputs["image"]), Path(edge.outputs["pb"])
     steps.append(pbcor_cube(image, pb, pbcorr, cutoff=cutoff, workdir=wd, overwrite=overwrite))
     steps.append(round_beam(pbcorr, rounded, workdir=wd, overwrite=overwrite))
     current = rounded

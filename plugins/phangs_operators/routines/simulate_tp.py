@@ -50,6 +50,9 @@ TP_DISH_M = 12.0
 #: predict of a flat 1 Jy/arcsec^2 sky; scales as nu^-2)
 SM_PB_AREA_ARCSEC2_230 = 681.0
 SM_PB_REF_HZ = 230.538e9
+#: FWHM of the tsdimaging beam (GJINC, cell lambda/(3D), the reduction's default) times the sky
+#: frequency [arcsec * Hz] (measured: 28.953" at 230.1535 GHz; the beam scales as lambda)
+TP_IMAGE_BEAM_ARCSEC_HZ = 28.953 * 230.1535e9
 #: TP spectral window name (ALMA style)
 TP_SPW_NAME = "ALMA_RB_06#BB_1#SW-01#FULL_RES"
 #: intents of ON and OFF integrations
@@ -61,10 +64,10 @@ TP_MODEL_CELL_ARCSEC = 2.0
 TP_PRESETS: dict[str, dict[str, Any]] = {
     # CI: 2 antennas, one coverage of a 110" square, ~110 channels
     "tiny": {"n_antennas": 2, "map_size_arcsec": 110.0, "n_coverages": 1, "chan_per_model_chan": 1,
-             "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.02},
+             "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.001},
     # benchmarks: 4 antennas, 2 coverages of a 150" square, model channels halved
     "bench": {"n_antennas": 4, "map_size_arcsec": 150.0, "n_coverages": 2, "chan_per_model_chan": 2,
-              "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.05},
+              "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.002},
 }
 
 
@@ -169,7 +172,7 @@ def _write_tp_model(ct: Any, model: dict[str, Any], out: Path, freqs_hz: np.ndar
     old_edges = np.concatenate([mf - dm / 2.0, [mf[-1] + dm / 2.0]])
     dn = freqs_hz[1] - freqs_hz[0]
     new_edges = np.concatenate([freqs_hz - dn / 2.0, [freqs_hz[-1] + dn / 2.0]])
-    w = _overlap_matrix(old_edges, new_edges) * (dm / dn) * (dn / dm)  # flux density conserved
+    w = _overlap_matrix(old_edges, new_edges)  # overlap-weighted mean of the flux density
     nxp, nyp = line.shape[:2]
     resampled = (line.reshape(nxp * nyp, -1) @ w.T).reshape(nxp, nyp, -1) + cont[:, :, None]
     # centre: the model's reference pixel (block-summed, padded)
@@ -270,7 +273,8 @@ def simulate_tp_ms(
     tsys_k: float = 100.0,
     baseline_k: float = 0.3,
     off_noise_factor: float = 0.1,
-    jyperk_beam_arcsec: float = 28.6,
+    jyperk_beam_arcsec: float | None = None,
+    float_data: bool = False,
     seed: int = 42,
 ) -> dict[str, Any]:
     """Simulate one ALMA TP measurement set of a model sky, plus a ``jyperk.csv``.
@@ -299,9 +303,12 @@ def simulate_tp_ms(
         from N(0, baseline_k) for every ON spectrum.
     off_noise_factor : float
         Noise of the OFF integrations relative to the ON noise.
-    jyperk_beam_arcsec : float
-        FWHM [arcsec] of the beam the Jy/K factor of ``jyperk.csv`` refers to (the beam that
-        ``tsdimaging`` gives with the reduction's defaults: 28.6" at cell 7.5" at 230 GHz).
+    jyperk_beam_arcsec : float, optional
+        FWHM [arcsec] of the beam the Jy/K factor of ``jyperk.csv`` refers to; default: the
+        beam ``tsdimaging`` gives with the reduction's defaults (:data:`TP_IMAGE_BEAM_ARCSEC_HZ`,
+        29.0" at 230.15 GHz), so that the jyperk and beam-factor paths agree.
+    float_data : bool
+        Store the spectra in FLOAT_DATA (and drop DATA), as ``importasdm`` writes ALMA TP data.
     seed : int
         Seed of all random numbers.
 
@@ -382,8 +389,13 @@ def simulate_tp_ms(
             trange = _corrupt(ct, final_tmp, gains, tsys, k_per_jypb, float(p["noise_k"]), baseline_k,
                               off_noise_factor, rng)
             _add_syscal(ct, final_tmp, tsys, nchan, trange)
+            if float_data:
+                _to_float_data(ct, final_tmp)
             timings["corrupt"] = round(time.perf_counter() - t0, 3)
-        factor = jy_per_k(jyperk_beam_arcsec, freq_hz=restfreq * (1.0 - vsys_kms / C_KMS))
+        f_sky = restfreq * (1.0 - vsys_kms / C_KMS)
+        if jyperk_beam_arcsec is None:
+            jyperk_beam_arcsec = TP_IMAGE_BEAM_ARCSEC_HZ / f_sky
+        factor = jy_per_k(jyperk_beam_arcsec, freq_hz=f_sky)
         csv_tmp = build / "jyperk.csv"
         with open(csv_tmp, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -424,6 +436,7 @@ def simulate_tp_ms(
         "jyperk_beam_arcsec": jyperk_beam_arcsec,
         "k_per_jy_per_pb": k_per_jypb,
         "model_line_flux_jykms": minfo["line_flux_jykms"],
+        "data_column": "FLOAT_DATA" if float_data else "DATA",
         "seed": int(seed),
         "timings_s": timings,
     }
@@ -470,8 +483,8 @@ def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], ras
         sm.observemany(sourcenames=[field_name] * n, spwname=TP_SPW_NAME,
                        starttimes=[f"{s}s" for s in starts], stoptimes=[f"{s + t_int}s" for s in starts],
                        directions=directions, project=project)
+        sm.setdata(fieldid=[0])
         sm.setoptions(gridfunction="pb", ftmachine="sd", location=ants["posobs"])
-        sm.setvp(dovp=True, usedefaultvp=False)
         sm.predict(imagename=str(tp_model))
     finally:
         sm.close()
@@ -529,3 +542,20 @@ def _corrupt(ct: Any, ms: Path, gains: np.ndarray, tsys: np.ndarray, k_per_jypb:
         tb.close()
         tb.done()
     return float(times.min()), float(times.max())
+
+
+def _to_float_data(ct: Any, ms: Path) -> None:
+    """Move the (real) spectra from DATA into a new FLOAT_DATA column and drop DATA."""
+    tb = ct.table()
+    try:
+        tb.open(str(ms), nomodify=False)
+        desc = tb.getcoldesc("DATA")
+        desc["valueType"] = "float"
+        desc["comment"] = "Floating point data - for single dish"
+        dminfo = {"TYPE": "StandardStMan", "NAME": "FloatDataStMan", "SPEC": {}}
+        tb.addcols({"FLOAT_DATA": desc}, dminfo)
+        tb.putcol("FLOAT_DATA", tb.getcol("DATA").real.astype(np.float32))
+        tb.removecols(["DATA"])
+    finally:
+        tb.close()
+        tb.done()

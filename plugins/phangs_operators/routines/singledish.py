@@ -265,7 +265,7 @@ def _inspect_ms(ct: Any, ms: Path, *, restfreq_ghz: float, vsys_kms: float, vwid
     if not auto.any():
         raise SingleDishError(f"{ms}: no autocorrelations (single-dish data wanted, found only cross-correlations)")
     auto_ants = sorted({ant_names[i] for i in np.unique(a1[auto])})
-    tp_ants = [a for a in auto_ants if TP_ANTENNA_PATTERN.match(a)]
+    tp_ants = [str(a) for a in auto_ants if TP_ANTENNA_PATTERN.match(a)]
     if not tp_ants:
         raise SingleDishError(f"{ms}: no ALMA TP antenna (PM##/T7##) has autocorrelations; antennas: {auto_ants}")
     column = "float_data" if "FLOAT_DATA" in cols else "data"

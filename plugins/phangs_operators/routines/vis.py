@@ -30,13 +30,14 @@ not always a multiple); the ``statwt`` edges use the radio convention and exclud
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -467,6 +468,15 @@ def _has_target_intent(ms: Path) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _scratch(work: Path) -> Iterator[Path]:
+    """A private scratch directory, removed afterwards (also on error: no stale intermediates)."""
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _split(cta: Any, source: Path, outputvis: Path, what: str, **kw: Any) -> None:
     """``split`` with the empty-selection cases turned into a :class:`StagingError`."""
     try:
@@ -627,7 +637,7 @@ def stage_line_product(
     work = Path(workdir).resolve() / f"stage_{out.name}_{uuid.uuid4().hex[:8]}"
     result = StagingResult(out_ms=str(out), product="line", restfreq_ghz=restfreq_ghz)
     cta = casatasks()
-    with casa_session(work, work / "casa.log"):
+    with _scratch(work), casa_session(work, work / "casa.log"):
         # 1. inspect every input, choose spws, and build one extraction scheme for all
         plans: list[dict[str, Any]] = []
         for tag, ms in inputs:
@@ -736,7 +746,6 @@ def stage_line_product(
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(combined), str(tmp))
         _publish(tmp, out, overwrite)
-    shutil.rmtree(work, ignore_errors=True)
     desc = _describe_existing(out, "line", restfreq_ghz)
     result.nchan, result.nspw = desc.nchan, desc.nspw
     result.vel_first_kms, result.vel_last_kms = desc.vel_first_kms, desc.vel_last_kms
@@ -866,7 +875,7 @@ def stage_continuum_product(
     work = Path(workdir).resolve() / f"stage_{out.name}_{uuid.uuid4().hex[:8]}"
     result = StagingResult(out_ms=str(out), product="continuum")
     cta = casatasks()
-    with casa_session(work, work / "casa.log"):
+    with _scratch(work), casa_session(work, work / "casa.log"):
         pieces: list[Path] = []
         for k, (tag, ms) in enumerate(inputs):
             field_ids, field_names = _select_fields(ms, target_field)
@@ -930,7 +939,6 @@ def stage_continuum_product(
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(combined), str(tmp))
         _publish(tmp, out, overwrite)
-    shutil.rmtree(work, ignore_errors=True)
     desc = _describe_existing(out, "continuum", None)
     result.nchan, result.nspw = desc.nchan, desc.nspw
     result.seconds = time.perf_counter() - t0

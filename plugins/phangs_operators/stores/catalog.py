@@ -374,12 +374,17 @@ class Catalog:
     # ---- writes (inside a transaction) ------------------------------------------------------
     def _upsert(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
                 conflict: Sequence[str], update: Sequence[str]) -> None:
+        """``INSERT ... ON CONFLICT`` of ``rows`` (one compiled statement, executemany, bound parameters).
+
+        Rows with the same conflict key are collapsed (last wins).
+        """
         if not rows:
             return
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
+        unique = list({tuple(r[c] for c in conflict): r for r in rows}.values())
         stmt = insert(table)
         if update:
             stmt = stmt.on_conflict_do_update(
@@ -387,13 +392,14 @@ class Catalog:
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-        conn.execute(stmt, list(rows))
+        conn.execute(stmt, unique)
 
-    def upsert_target(self, conn: Connection, name: str) -> None:
-        """Insert the target if new (``updated_at`` refreshed otherwise)."""
+    def upsert_target(self, conn: Connection, name: str | Sequence[str]) -> None:
+        """Insert the target(s) if new (``updated_at`` refreshed otherwise)."""
         now = utc_now()
-        self._upsert(conn, targets, [{"name": validate_name(name, "target"), "created_at": now, "updated_at": now}],
-                     ["name"], ["updated_at"])
+        names = [name] if isinstance(name, str) else sorted(set(name))
+        self._upsert(conn, targets, [{"name": validate_name(n, "target"), "created_at": now, "updated_at": now}
+                                     for n in names], ["name"], ["updated_at"])
 
     def upsert_run(self, conn: Connection, run: RunContext, software: dict[str, Any]) -> str:
         """Record the task (one row per dag/run/task/map index; latest try wins). Returns its key."""
@@ -442,8 +448,7 @@ class Catalog:
     def upsert_records(self, records: Sequence[ProductRecord]) -> None:
         """Convenience: targets + products in one transaction (no versioning logic)."""
         with self.transaction() as conn:
-            for name in sorted({r.target for r in records}):
-                self.upsert_target(conn, name)
+            self.upsert_target(conn, [r.target for r in records])
             self.upsert_products(conn, records)
 
     # ---- reads ------------------------------------------------------------------------------

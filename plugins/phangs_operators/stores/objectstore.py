@@ -450,7 +450,7 @@ class S3ProductStore(ProductStore):
         conn_id: str = DEFAULT_STORE_CONN_ID,
         part_size: int = 16 * _MiB,
         multipart_threshold: int = 16 * _MiB,
-        max_workers: int = 4,
+        max_workers: int = 8,
         copy_part_size: int = 4096 * _MiB,
         client: Any = None,
     ) -> None:
@@ -552,16 +552,17 @@ class S3ProductStore(ProductStore):
         parts: list[dict[str, Any]] = []
         try:
             with open(path, "rb") as f, cf.ThreadPoolExecutor(self.max_workers) as pool:
-                window: deque[cf.Future[dict[str, Any]]] = deque()
+                pending: set[cf.Future[dict[str, Any]]] = set()
                 number = 0
                 while data := f.read(self.part_size):
-                    h.update(data)
+                    h.update(data)  # hash in file order while earlier parts are in flight
                     number += 1
-                    window.append(pool.submit(self._upload_part, s3key, upload_id, number, data))
-                    while len(window) > self.max_workers:  # bound memory to ~max_workers+1 parts
-                        parts.append(window.popleft().result())
-                while window:
-                    parts.append(window.popleft().result())
+                    pending.add(pool.submit(self._upload_part, s3key, upload_id, number, data))
+                    if len(pending) > self.max_workers:  # bound memory to max_workers + 1 parts
+                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                        parts += [d.result() for d in done]
+                parts += [p.result() for p in pending]
+            parts.sort(key=lambda p: p["PartNumber"])
             self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=s3key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )

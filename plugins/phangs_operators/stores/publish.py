@@ -297,8 +297,7 @@ def publish_products(
                         raise StoreError(f"copy to {store.uri_for(item.final)} does not match its checksum")
                 fault("after_copy")
                 if run_key is None:
-                    for target in sorted({i.key.target for i in items}):
-                        catalog.upsert_target(conn, target)
+                    catalog.upsert_target(conn, [i.key.target for i in items])
                     run_key = catalog.upsert_run(conn, run, item.spec.provenance.software)
                 catalog.clear_current(conn, item.key)
                 rec = ProductRecord(

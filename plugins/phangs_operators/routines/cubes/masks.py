@@ -117,11 +117,11 @@ def grow_mask(mask: np.ndarray, iters_xy: int = 0, iters_v: int = 0,
         if iters_xy > 0 or iters_v > 0:
             mask = mask & constraint
         else:
-            regions, nreg = ndi.label(constraint)
-            keep = np.zeros(nreg + 1, dtype=bool)
-            keep[regions[mask]] = True
-            keep[0] = False
-            mask = keep[regions]
+            # the connected regions of the constraint (face connectivity, as ndi.label) that
+            # hold a mask voxel: a morphological reconstruction, without an int32 label cube
+            constraint = np.asarray(constraint, dtype=bool)
+            struct = ndi.generate_binary_structure(mask.ndim, 1)
+            mask = ndi.binary_propagation(mask & constraint, structure=struct, mask=constraint)
     return mask
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -230,8 +231,12 @@ def moment0(T, mask, sigma, dv, *, include_limits=True, line_width_kms=10.0, pre
     if include_limits:
         observed = np.isfinite(T).any(axis=0)
         mom0[~valid & observed] = 0.0
-        sig = sigma if not np.isnan(sigma).any() else None
-        rmsmed = np.median(sig, axis=0) if sig is not None else np.nanmedian(sigma, axis=0)
+        if np.isnan(sigma).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN spectra -> NaN
+                rmsmed = np.nanmedian(sigma, axis=0)
+        else:
+            rmsmed = np.median(sigma, axis=0)
         err[observed] = rmsmed[observed] * np.sqrt(abs(line_width_kms / dv))
     err[valid] = np.sqrt(p.sumsq[valid])
     return mom0, err * dv
@@ -467,8 +472,8 @@ def moment_round1_arrays(cube: CubeInfo, noise: NoiseSource, masks: dict[str, np
     for d in defs:
         if d.algorithm == "tpeak":
             ranges[d.name] = tpeak_channel_mask(masks[d.mask])
-    # ~10 float64 temporaries per block: 1/32 of the cube per block keeps them < cube size
-    step = max(1, int(block_bytes(cube.shape, 1 / 32, 32.0) // max(1, 4 * nchan * nx)))
+    # ~20 float64 temporaries per block: 1/64 of the cube per block keeps them < cube size
+    step = max(1, int(block_bytes(cube.shape, 1 / 64, 16.0) // max(1, 4 * nchan * nx)))
     for y0 in range(0, ny, step):
         y1 = min(ny, y0 + step)
         T = np.asarray(cube.data[:, y0:y1, :], dtype=np.float32)
@@ -502,6 +507,23 @@ def moment_round1_arrays(cube: CubeInfo, noise: NoiseSource, masks: dict[str, np
             out[d.name][0][y0:y1] = res[0]
             out[d.name][1][y0:y1] = res[1]
     return out
+
+
+def total_flux_jy_kms(cube: CubeInfo, mom0_k_kms: np.ndarray) -> float | None:
+    """Total line flux [Jy km/s] of a mom0 map [K km/s] (Rayleigh-Jeans, radio-beam's jtok).
+
+    None when the cube has no rest frequency.
+    """
+    restfrq = cube.header.get("RESTFRQ", cube.header.get("RESTFREQ"))
+    if not restfrq:
+        return None
+    import astropy.units as u
+    from radio_beam import Beam
+
+    beam = Beam(major=cube.beam_arcsec[0] * u.arcsec, minor=cube.beam_arcsec[1] * u.arcsec)
+    k_per_jybeam = beam.jtok(float(restfrq) * u.Hz).to_value(u.K)
+    beam_pixels = cube.pixels_per_beam
+    return float(np.nansum(mom0_k_kms) / k_per_jybeam / beam_pixels)
 
 
 def moment_paths(out_dir: str | Path, root: str, d: MomentDef) -> tuple[Path, Path]:
@@ -564,6 +586,8 @@ def make_moments(cube_fits: str | Path, noise_fits: str | Path | None,
         result.products[d.name] = {"map": str(mp), "error": str(ep),
                                    "n_finite": int(np.isfinite(m).sum()),
                                    "nansum": float(np.nansum(m))}
+        if d.algorithm == "mom0":
+            result.products[d.name]["total_flux_jy_kms"] = total_flux_jy_kms(cube, m)
     return result
 
 

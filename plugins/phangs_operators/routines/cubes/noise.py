@@ -45,7 +45,7 @@ NOISE_KW = {"box", "spec_box", "substride", "iterations", "bandpass_smooth_windo
             "bandpass_smooth_order", "nThresh", "n_thresh", "do_map", "do_spec"}
 
 #: above this many voxels the reported median noise uses a regular subsample
-_EXACT_MEDIAN_VOXELS = 2 * 1024**2
+_EXACT_MEDIAN_VOXELS = 1024**2
 
 
 def mad_zero_centered(data: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -442,36 +442,44 @@ class NoiseResult(ResultBase):
 
 def write_noise(noise: NoiseSource, cube: CubeInfo, out_fits: str | Path,
                 tx: OutputTransaction | None = None) -> tuple[float, float]:
-    """Write a noise cube channel block by channel block; returns (median, mean)."""
+    """Write a noise cube channel block by channel block; returns (median, mean).
+
+    The median is exact up to 1 M voxels and from a regular subsample above.
+    """
     nchan = cube.shape[0]
     hdr = cube_header(cube, btype="Noise")
-    hdr["BITPIX"] = -32
-    sample = []
-    total, count = 0.0, 0
-    dmin, dmax = np.inf, -np.inf
-    zstep = max(1, int(block_bytes(cube.shape, 0.125) // max(1, 4 * cube.shape[1] * cube.shape[2])))
+    if isinstance(noise, SeparableNoise):
+        # separable model: DATAMIN/DATAMAX from the combined factors (no pass over the cube)
+        with np.errstate(invalid="ignore"):
+            full_map = np.prod(np.array(noise.maps), axis=0)
+            full_spec = np.prod(np.array(noise.specs), axis=0)
+        if np.isfinite(full_map).any() and np.isfinite(full_spec).any():
+            vals = np.array([np.nanmin(full_map) * np.nanmin(full_spec),
+                             np.nanmin(full_map) * np.nanmax(full_spec),
+                             np.nanmax(full_map) * np.nanmin(full_spec),
+                             np.nanmax(full_map) * np.nanmax(full_spec)])
+            hdr["DATAMIN"] = float(vals.min())
+            hdr["DATAMAX"] = float(vals.max())
+    hdr["COMMENT"] = PIPELINE_COMMENT
     nvox = int(np.prod(cube.shape))
     stride = 1 if nvox <= _EXACT_MEDIAN_VOXELS else nvox // _EXACT_MEDIAN_VOXELS + 1
-    for z0 in range(0, nchan, zstep):
-        blk = noise.channels(z0, min(nchan, z0 + zstep))
-        fin = np.isfinite(blk)
-        if fin.any():
-            dmin = min(dmin, float(blk[fin].min()))
-            dmax = max(dmax, float(blk[fin].max()))
-            total += float(blk[fin].sum(dtype=np.float64))
-            count += int(fin.sum())
-            sample.append(blk[fin][::stride])
-    if np.isfinite(dmin):
-        hdr["DATAMIN"] = dmin
-        hdr["DATAMAX"] = dmax
-    hdr["COMMENT"] = PIPELINE_COMMENT
+    zstep = max(1, int(block_bytes(cube.shape, 0.125) // max(1, 4 * cube.shape[1]
+                                                              * cube.shape[2])))
+    sample = []
+    total, count = 0.0, 0
     final = Path(out_fits)
     tmp = tx.path(final) if tx is not None else final.with_name(f".{final.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         shdu = fits.StreamingHDU(tmp, _streaming_header(hdr, cube.shape))
         for z0 in range(0, nchan, zstep):
-            shdu.write(noise.channels(z0, min(nchan, z0 + zstep)).astype(">f4"))
+            blk = noise.channels(z0, min(nchan, z0 + zstep))
+            fin = blk[np.isfinite(blk)]
+            total += float(fin.sum(dtype=np.float64))
+            count += fin.size
+            sample.append(fin[::stride].copy())
+            del fin
+            shdu.write(blk.astype(">f4"))
         shdu.close()
         if tx is None:
             tmp.replace(final)

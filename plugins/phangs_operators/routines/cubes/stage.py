@@ -94,7 +94,7 @@ def derived_name(root: str, product: str, res: str = "") -> str:
     """PHANGS stage-4 file name ``{root}[_{res}]{product}.fits``; ``product`` is an ext such
     as ``_noise`` or ``_strict_mom0`` ('' for the cube itself)."""
     name = root + (f"_{res}" if res else "") + product + ".fits"
-    return name.replace("__", "_")
+    return name.replace("__", "_").replace("__", "_").replace("_.", ".")
 
 
 @dataclass

@@ -28,6 +28,7 @@ __all__ = [
     "block_boxes",
     "channel_blocks",
     "get_block",
+    "get_mask",
     "opened",
     "put_mask_block",
     "valid_projections",
@@ -256,6 +257,11 @@ def opened(path: str | os.PathLike[str]) -> Iterator[Any]:
         ia.done()
 
 
+def get_mask(ia: Any, blc: list[int], trc: list[int]) -> np.ndarray:
+    """Pixel mask (True = good) of one box, without reading the data."""
+    return np.asarray(ia.getchunk(blc=blc, trc=trc, getmask=True), dtype=bool)
+
+
 def get_block(ia: Any, blc: list[int], trc: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Data (float32, NaN where invalid) and validity (mask and finite) of one box."""
     data = np.asarray(ia.getchunk(blc=blc, trc=trc), dtype=np.float32)
@@ -278,14 +284,18 @@ def put_mask_block(ia: Any, valid: np.ndarray, blc: list[int], trc: list[int]) -
         rg.done()
 
 
-def valid_projections(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], int]:
-    """Per-axis "any valid pixel" projections and the number of valid pixels, block by block."""
+def valid_projections(path: str | os.PathLike[str], mask_only: bool = False) -> tuple[list[np.ndarray], int]:
+    """Per-axis "any valid pixel" projections and the number of valid pixels, block by block.
+
+    ``mask_only`` trusts the pixel mask (images written by CASA tasks) and skips reading the
+    data; otherwise NaN pixels count as invalid too.
+    """
     info = image_info(path)
     proj = [np.zeros(n, dtype=bool) for n in info.shape]
     count = 0
     with opened(path) as ia:
         for blc, trc in channel_blocks(info):
-            _, valid = get_block(ia, blc, trc)
+            valid = get_mask(ia, blc, trc) if mask_only else get_block(ia, blc, trc)[1]
             count += int(valid.sum())
             for ax in range(valid.ndim):
                 other = tuple(i for i in range(valid.ndim) if i != ax)
@@ -294,7 +304,9 @@ def valid_projections(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], i
 
 
 def and_masks(target: str | os.PathLike[str], others: list[str | os.PathLike[str]]) -> int:
-    """Mask ``target`` wherever it or any of ``others`` (same shape) is invalid; returns #valid."""
+    """Mask ``target`` wherever it or any of ``others`` (same shape) is invalid; returns #valid.
+
+    NaN pixels of ``target`` are masked; only the pixel masks of ``others`` are read."""
     info = image_info(target)
     count = 0
     tools = [casatools().image() for _ in others]
@@ -305,7 +317,7 @@ def and_masks(target: str | os.PathLike[str], others: list[str | os.PathLike[str
             for blc, trc in channel_blocks(info):
                 _, valid = get_block(ia, blc, trc)
                 for t in tools:
-                    valid &= get_block(t, blc, trc)[1]
+                    valid &= get_mask(t, blc, trc)
                 put_mask_block(ia, valid, blc, trc)
                 count += int(valid.sum())
     finally:

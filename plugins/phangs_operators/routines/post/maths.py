@@ -25,6 +25,7 @@ __all__ = [
     "beam_area_pixels",
     "beam_is_round",
     "box_from_projections",
+    "coarse_beam_edge_channels",
     "feather_plane",
     "gaussian_beam_image",
     "jytok_factor",
@@ -299,6 +300,24 @@ def trim_rind(mask: np.ndarray, pixels: int = 1) -> np.ndarray:
         elt = ndimage.iterate_structure(elt, pixels - 1)
     elt = elt.reshape(elt.shape + (1,) * (mask.ndim - 2))
     return ndimage.binary_erosion(mask, structure=elt)
+
+
+def coarse_beam_edge_channels(bmaj_arcsec: Sequence[float] | np.ndarray) -> tuple[int, int]:
+    """First and last channel to keep when dropping edge channels with much coarser beams.
+
+    PHANGS ``trim_coarse_beam_edge_channels``: threshold ``median + 3 std`` of the per-plane
+    major axes, recomputed once on the planes below it; the kept range runs from the first to
+    the last plane below the second threshold (interior coarse planes are kept). Comparisons
+    are ``<=`` (the original's ``<`` finds no valid plane when the clipped beams are all equal).
+    """
+    b = np.asarray(bmaj_arcsec, dtype=float)
+    if b.size == 0 or not np.all(np.isfinite(b)):
+        raise CubeError("per-plane beams must be a non-empty finite list")
+    thresh = np.median(b) + 3.0 * np.std(b)
+    kept = b[b <= thresh]
+    thresh2 = np.median(kept) + 3.0 * np.std(kept)
+    good = np.flatnonzero(b <= thresh2)
+    return int(good[0]), int(good[-1])
 
 
 def gaussian_beam_image(
