@@ -20,6 +20,7 @@ setup: $(STAMP)  ## create .venv and install everything (pinned by constraints.t
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
+	bash scripts/install_browser.sh   # Debian chromium + chromium-driver for the QA browser test
 	@touch $@
 
 demo: setup  ## simulate the tiny data and run the whole pipeline through Airflow (SQLite, local store)
@@ -39,8 +40,9 @@ bench: setup  ## run all benchmarks (minutes)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 constraints:  ## re-resolve constraints.txt from requirements (needs the registry)
-	bash scripts/install.sh /tmp/phangs-constraints-venv --fresh
-	/tmp/phangs-constraints-venv/bin/python -m pip freeze --exclude phangs-airflow > constraints.txt
+	rm -rf /tmp/phangs-constraints-venv
+	PHANGS_RESOLVE=1 bash scripts/install.sh /tmp/phangs-constraints-venv
+	uv pip freeze --python /tmp/phangs-constraints-venv/bin/python | grep -v '^-e ' > constraints.txt
 
 clean:  ## remove the demo outputs and the Airflow home
 	rm -rf .demo .airflow

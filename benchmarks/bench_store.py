@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,18 @@ def timed(func) -> float:
     return time.perf_counter() - t0
 
 
+CPU: dict[str, list[float]] = {}
+
+
+def timed_cpu(name: str, func) -> float:
+    """Wall time of ``func``; its client-side CPU time (all threads of this process) goes to CPU[name]."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    func()
+    wall = time.perf_counter() - t0
+    CPU.setdefault(name, []).append(time.process_time() - c0)
+    return wall
+
+
 def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
     proc, endpoint = start_moto()
     try:
@@ -100,14 +113,15 @@ def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
             for who in order:
                 if who == "boto3":
                     key = f"plain/{i}"
-                    rows["boto3_up"].append(timed(lambda k=key: client.upload_file(str(src), "bench", k)))
+                    rows["boto3_up"].append(
+                        timed_cpu("boto3_up", lambda k=key: client.upload_file(str(src), "bench", k)))
                     rows["boto3_down"].append(
-                        timed(lambda k=key: client.download_file("bench", k, str(workdir / "b.out"))))
+                        timed_cpu("boto3_down", lambda k=key: client.download_file("bench", k, str(workdir / "b.out"))))
                     client.delete_object(Bucket="bench", Key=key)
                 else:
                     key = f"x/{i}.fits"
-                    rows["store_up"].append(timed(lambda k=key: store.upload(src, k, sha256=sha)))
-                    rows["store_down"].append(timed(lambda k=key: store.download(k, workdir / "s.out")))
+                    rows["store_up"].append(timed_cpu("store_up", lambda k=key: store.upload(src, k, sha256=sha)))
+                    rows["store_down"].append(timed_cpu("store_down", lambda k=key: store.download(k, workdir / "s.out")))
                     store.delete(key)
         cat = Catalog.from_url(f"sqlite:///{workdir / 'pub.db'}")
         spec = ProductFile(src, "ngc0628", "12m+7m", "co21", stage="pbcorr_trimmed_k", kind="cube")
@@ -115,11 +129,16 @@ def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
         t_noop = timed(lambda: publish_products(store, cat, [spec]))
         cat.close()
         best = {k: min(v) for k, v in rows.items()}
+        median = {k: statistics.median(v) for k, v in rows.items()}
         mbps = {k: nbytes / v / 1e6 for k, v in best.items()}
         return {
-            "size_mb": size_mb, "repeat": repeat, "best_seconds": best, "MB_per_s": mbps,
+            "size_mb": size_mb, "repeat": repeat, "best_seconds": best, "median_seconds": median,
+            "MB_per_s_best": mbps,
             "upload_ratio_vs_boto3": mbps["store_up"] / mbps["boto3_up"],
             "download_ratio_vs_boto3": mbps["store_down"] / mbps["boto3_down"],
+            "upload_ratio_vs_boto3_median": median["boto3_up"] / median["store_up"],
+            "download_ratio_vs_boto3_median": median["boto3_down"] / median["store_down"],
+            "client_cpu_seconds_median": {k: statistics.median(v) for k, v in CPU.items()},
             "publish_seconds": t_publish, "publish_MB_per_s": nbytes / t_publish / 1e6,
             "republish_noop_seconds": t_noop,
         }

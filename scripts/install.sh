@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:-.venv}"
+# PHANGS_RESOLVE=1: resolve afresh from requirements*.txt (to regenerate constraints.txt)
+CONSTRAINTS=(-c constraints.txt)
+[[ "${PHANGS_RESOLVE:-0}" == 1 ]] && CONSTRAINTS=()
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 
@@ -23,13 +26,13 @@ fi
 if command -v uv >/dev/null 2>&1; then
     [[ -x "$target/bin/python" ]] || uv venv --quiet --python "$PY" "$target"
     uv pip install --quiet --python "$target/bin/python" \
-        -r requirements.txt -r requirements-dev.txt -c constraints.txt
+        -r requirements.txt -r requirements-dev.txt "${CONSTRAINTS[@]}"
     uv pip install --quiet --python "$target/bin/python" --no-deps -e .
 else
     [[ -x "$target/bin/python" ]] || "$PY" -m venv "$target"
     "$target/bin/python" -m pip install --quiet -U pip
     "$target/bin/python" -m pip install --quiet \
-        -r requirements.txt -r requirements-dev.txt -c constraints.txt
+        -r requirements.txt -r requirements-dev.txt "${CONSTRAINTS[@]}"
     "$target/bin/python" -m pip install --quiet --no-deps -e .
 fi
 CASASITECONFIG="$PWD/plugins/phangs_operators/casa/casasiteconfig.py" OMP_NUM_THREADS=1 MPLCONFIGDIR="$(mktemp -d)" \

@@ -221,6 +221,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
         PbcorRoundBeamOperator,
     )
     from phangs_operators.operators.publish import PublishProductsOperator
+    from phangs_operators.operators.qa import QA_TASK_ID, QAReportOperator
     from phangs_operators.operators.staging import StageVisibilitiesOperator
 
     plan = target_plan(project, target)
@@ -245,6 +246,9 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Log the files every task would read and write; run nothing.",
                          section="Run control"),
+        "min_score": Param(0.33, type="number", minimum=0, maximum=1, title="Minimum QA score",
+                           description="The QA report task fails (red in the UI) when the worst "
+                           "score of the run is below this.", section="QA"),
     }
     tags = ["phangs", target, *configs]
     dag = DAG(
@@ -442,6 +446,15 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                 task_id=task_id_for(f"publish_{config}_{product}"),
                 files=[export.output, *derived_outputs], target=target, config=config, product=product,
                 keyset_hash=project.keyset_hash(), workdir=str(tdirs["derived"]), **common)
+
+        # one QA report per run, over the QA records of every step of the target and its parts
+        qa_dirs = sorted({str(d) for unit in [*plan["units"], target] for d in _dirs(project, unit).values()})
+        publishers = [t for t in dag.tasks if t.task_id.startswith("publish_")]
+        qa = QAReportOperator(task_id=QA_TASK_ID, target=target, workdirs=qa_dirs,
+                              workdir=str(tdirs["derived"]), min_score="{{ params.min_score }}",
+                              keyset_hash=project.keyset_hash(), catalog=True, trigger_rule="all_done",
+                              force=force)
+        publishers >> qa
 
         # broad masks also need the strict masks of the linked configs (PHANGS mask_configs)
         for broad, config, product in broad_pending:

@@ -67,7 +67,7 @@ def staged_mosaic(tiny, stage_dir):
         {"12m": [tiny["ms"]["ngc9999_12m_mosaic.ms"]], "7m": [tiny["ms"]["ngc9999_7m_mosaic.ms"]]},
         stage_dir / "ngc9999_12m+7m_co21.ms",
         line="co21", vsys_kms=galaxy["vsys_kms"], vwidth_kms=galaxy["vwidth_kms"], channel_kms=TINY_CHANNEL_KMS,
-        target_field="NGC9999", statwt_edge_kms=STATWT_EDGE_KMS, fitorder=0, lines_to_exclude=["co21"],
+        target_field="NGC9999", statwt_edge_kms=STATWT_EDGE_KMS, fitorder=0, lines_to_flag=["co21"],
         workdir=stage_dir / "work",
     )
     return res
@@ -82,5 +82,6 @@ def staged_single(tiny, stage_dir):
     return vis.stage_line_product(
         {"12m": [tiny["ms"]["ngc9997_12m_single.ms"]]}, stage_dir / "ngc9997_12m_co21.ms",
         line="co21", vsys_kms=t["vsys_kms"], vwidth_kms=t["vwidth_kms"], channel_kms=TINY_CHANNEL_KMS,
-        target_field="NGC9997", statwt_edge_kms=STATWT_EDGE_KMS, workdir=stage_dir / "work",
+        target_field="ngc9997",  # PHANGS target name; the field is 'NGC9997' (matched case-insensitively)
+        statwt_edge_kms=STATWT_EDGE_KMS, workdir=stage_dir / "work",
     )

@@ -41,6 +41,7 @@ def test_cli_writes_phangs_names(small_cube, tmp_path, capsys):
     assert not any(n.startswith(".") or n.endswith(".tmp") for n in names)
     text = capsys.readouterr().out
     assert "skipped 1as" in text and "cannot be matched" in text
+    assert "skipped mom1wprior: no velocity-field prior given or found" in text
 
 
 def test_cli_moment_key_selects_products(small_cube, tmp_path):
@@ -145,3 +146,20 @@ def test_stage_result_is_json_serialisable(ref_stage):
     d = json.loads(json.dumps(res.to_dict()))
     assert d["resolutions"]["native"]["strict_voxels"] == 7522
     assert d["resolutions"]["4as"]["strict_voxels"] == 41984
+
+
+@pytest.mark.parametrize("option,value", [("--convolve-kw", '{"tolerance": 0.2}'),
+                                          ("--strictmask-kw", '{"hi_thresold": 5}'),
+                                          ("--noise-kw", '{"boxx": 5}'),
+                                          ("--broadmask-kw", '{"grow": 1}')])
+def test_cli_unknown_keywords_are_rejected(small_cube, tmp_path, capsys, option, value):
+    out = tmp_path / "x"
+    assert main(["derive", str(small_cube), "--out", str(out), option, value]) == 1
+    assert "unknown keyword" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_missing_moment_key(small_cube, tmp_path, capsys):
+    assert main(["derive", str(small_cube), "--out", str(tmp_path / "x"), "--moments",
+                 str(tmp_path / "nokey.txt")]) == 1
+    assert "nokey.txt: cannot read moment key" in capsys.readouterr().err

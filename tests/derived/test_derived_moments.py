@@ -230,3 +230,44 @@ def test_total_flux_in_jy_kms(ref_cube):
     mom0[10, 10] = 5.74865 * cube.pixels_per_beam  # 1 Jy km/s in K km/s summed over pixels
     # reference §11.C: a 2" round beam at 230.538 GHz gives 5.74865 K per Jy/beam
     assert total_flux_jy_kms(cube, mom0) == pytest.approx(1.0, rel=2e-5)
+
+
+def test_nan_edged_cube_with_growth_matches_oracle(oracle, tmp_path):
+    """A second oracle case: NaN footprint edges, a descending velocity axis, min_beams and
+    xy/v growth (numbers from the original code, see oracle_values.json)."""
+    from phangs_operators.routines.cubes.masks import make_strict_mask
+    from phangs_operators.routines.cubes.moments import MomentDef, make_moments
+    from phangs_operators.routines.cubes.noise import make_noise_cube
+    from phangs_operators.routines.cubes.synthetic import synthetic_cube
+
+    case = oracle["nan_edge_case"]
+    d, h = synthetic_cube((50, 72, 80), seed=3)
+    yy, xx = np.mgrid[0:72, 0:80]
+    d[:, (yy - 36) ** 2 / 34**2 + (xx - 40) ** 2 / 36**2 > 1] = np.nan
+    d[:3, :5, :] = np.nan
+    d[20, 40, 40] = np.nan
+    h["CDELT3"] = -2500.0
+    h["CRVAL3"] = 1000e3 + 2500 * 25
+    cube = tmp_path / "nan_cube.fits"
+    fits.PrimaryHDU(d, h).writeto(cube)
+    make_noise_cube(cube, tmp_path / "noise.fits", spec_box=5, iterations=3)
+    noise = fits.getdata(tmp_path / "noise.fits")
+    assert np.isfinite(noise).sum() == case["noise_n_finite"]
+    assert np.nanmean(noise) == pytest.approx(case["noise_mean"], rel=1e-6)
+    r = make_strict_mask(cube, tmp_path / "noise.fits", tmp_path / "strict.fits", grow_xy=1,
+                         grow_v=2, min_beams=2.0)
+    assert r.n_voxels == case["strict_voxels"]
+    names = {"mom0": "_strict_mom0", "mom1": "_strict_mom1", "mom2": "_strict_mom2",
+             "ew": "_strict_ew", "vquad": "_strict_vquad", "vpeak": "_strict_vpeak",
+             "tpeak": "_strict_tpeak"}
+    errs = {"_strict_ew": "_strict_eew"}
+    defs = [MomentDef(a, a, "strictmask", e, errs.get(e, e.replace("_strict_", "_strict_e")))
+            for a, e in names.items()]
+    defs.append(MomentDef("tp12", "tpeak", "strictmask", "_strict_tpeak12p5",
+                          "_strict_etpeak12p5", kwargs={"window": "12.5km/s"}))
+    make_moments(cube, tmp_path / "noise.fits", {"strictmask": tmp_path / "strict.fits"},
+                 tmp_path, defs, root="x")
+    for name, ref in case["maps"].items():
+        a = fits.getdata(tmp_path / f"x_{name}.fits").astype(np.float64)
+        assert int(np.isfinite(a).sum()) == ref["n_finite"], name
+        assert np.nansum(a) == pytest.approx(ref["nansum"], rel=1e-5), name

@@ -105,3 +105,15 @@ def test_per_step_routines_match_the_stage(rounds, tmp_path):
     np.testing.assert_array_equal(fits.getdata(tmp_path / "h.fits"),
                                   fits.getdata(out / "gal_7m_co21_mom1wprior.fits"))
     assert r2.to_dict()["products"]["mom1wprior"]["n_filled_from_broad"] > 20
+
+
+def test_prior_found_by_phangs_name(rounds, tmp_path):
+    """Without an explicit prior the stage uses {target}_7m+tp_co21_15as_strict_mom1.fits."""
+    _, _, vf, cube = rounds
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "gal_7m+tp_co21_15as_strict_mom1.fits").write_bytes(vf.read_bytes())
+    res = run_derived_stage(cube, out, moment_defs=[
+        PHANGS_MOMENTS[n] for n in ("strictmom1", "broadmom1", "broadmom0", "mom1wprior")])
+    assert (out / "gal_7m_co21_mom1wprior.fits").exists()
+    assert "mom1wprior" not in res.skipped

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from phangs_operators.errors import ImagingError, StagingError
 from phangs_operators.routines import imaging as im
 from phangs_operators.routines import recipes as rc
@@ -276,3 +277,30 @@ def test_angle_formatting():
     assert vis.format_angle_hms(math.radians(180.0)) == "12h00m00.000000s"
     assert vis.format_angle_dms(math.radians(-30.0)) == "-30d00m00.00000s"
     assert vis.format_angle_dms(math.radians(10.5)) == "+10d30m00.00000s"
+
+
+def test_recipe_defaults_and_geometry_overrides():
+    kw = rc.with_defaults({"robust": 2.0, "chanchunks": 1})
+    assert kw["robust"] == 2.0 and kw["gridder"] == "mosaic" and kw["specmode"] == "cube"
+    assert kw["restoringbeam"] == "common" and kw["deconvolver"] == "multiscale"
+    cont = rc.with_defaults({"specmode": "mfs"})
+    assert cont["deconvolver"] == "mtmfs" and cont["nterms"] == 2
+    clean, dropped = rc.sanitize_tclean_kwargs(kw)
+    assert "chanchunks" not in clean and dropped == ["chanchunks"]
+    g = {"cell": "0.5arcsec", "cell_arcsec": 0.5, "imsize": [180, 180], "phasecenter": "J2000 1h 2d"}
+    g2 = im.with_overrides(g, cell_arcsec=0.25, imsize=[301, 200], phasecenter="J2000 3h 4d")
+    assert g2["cell"] == "0.25arcsec" and g2["imsize"] == [302, 200] and g2["phasecenter"] == "J2000 3h 4d"
+    assert g["imsize"] == [180, 180]  # the input is not modified
+    assert rc.CONTINUUM_SCHEDULE.mask_high_snr == 2.5 and rc.CONTINUUM_SCHEDULE.mask_low_snr == 1.0
+
+
+def test_results_are_json_serialisable():
+    import json
+
+    r = im.ImagingResult(root="/x/a", stages={"multiscale": [{"frac_delta_flux": "inf", "niter": np.int64(3)}]},
+                         noise_jy=np.float64(0.01))
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["stages"]["multiscale"][0]["niter"] == 3 and d["noise_jy"] == 0.01
+    s = vis.StagingResult(out_ms="/x/a.ms", product="line", inputs=[{"spw": np.int32(0)}], nchan=18)
+    d2 = json.loads(json.dumps(s.to_dict()))
+    assert d2["ms"] == "/x/a.ms" and d2["inputs"][0]["spw"] == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+
 from phangs_operators.routines.post import maths
 
 FWHM2SIG = 1.0 / math.sqrt(8.0 * math.log(2.0))

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from phangs_operators.errors import CubeError, ImagingError
 from phangs_operators.routines import postprocess as pp
 from phangs_operators.routines.post import maths
 from phangs_operators.routines.post.casaimage import image_info, opened, read_cube
-
 from tests.postprocess import synth
 
 pytestmark = pytest.mark.casa
@@ -85,6 +85,12 @@ def test_round_beam_target_and_flux(single_field, chain):
     f_in = pp.line_flux(out / "gal_12m_co21_pbcorr.image", v_in)
     f_out = pp.line_flux(r.output, v_in)
     assert f_out == pytest.approx(f_in, rel=0.05)
+    # the flat-noise cube brought to the same beam, from the XCom-style beam list
+    xcom = r.to_dict()
+    assert xcom["image"] == r.output and xcom["outputs"]["image"] == r.output
+    flat = pp.round_beam(single_field.interf.image, out / "flat_round.image", target_beam_arcsec=xcom["beam_arcsec"],
+                         workdir=out / "w")
+    assert image_info(flat.output).beams[0, 0] == pytest.approx(expected, rel=1e-4)
     with pytest.raises(CubeError, match="smaller than the minimum"):
         pp.round_beam(out / "gal_12m_co21_pbcorr.image", out / "forced.image", force_beam=1.0, workdir=out / "w")
     assert not (out / "forced.image").exists()
@@ -244,6 +250,7 @@ def test_postprocess_chain_and_science_ready_fits(single_field, tmp_path):
     k = fits.getdata(out_fits)
     ok = np.isfinite(jy)
     np.testing.assert_allclose(k[ok], jy[ok] * h["JYTOK"], rtol=1e-5)
+    assert (h["DATAMIN"], h["DATAMAX"]) == pytest.approx((float(np.nanmin(k)), float(np.nanmax(k))), rel=1e-12)
     assert fits.getheader(tmp_path / "gal_12m+tp_co21_trimmed_pb.fits")["NAXIS"] == 3
     assert _no_leftovers(tmp_path) == []
     assert sorted(os.listdir(tmp_path / "w")) == sorted(
@@ -253,6 +260,15 @@ def test_postprocess_chain_and_science_ready_fits(single_field, tmp_path):
     again = pp.postprocess_cube(sf.dir / "gal_12m_co21", out_fits, tp_fits=sf.tp_fits, cutoff=0.5,
                                 workdir=tmp_path / "w")
     assert again.skipped
+    # finished FITS products are enough to skip, even after the intermediates were cleaned
+    import shutil
+
+    shutil.rmtree(tmp_path / "w")
+    stamp = out_fits.stat().st_mtime_ns
+    third = pp.postprocess_cube(sf.dir / "gal_12m_co21", out_fits, tp_fits=sf.tp_fits, cutoff=0.5,
+                                workdir=tmp_path / "w")
+    assert third.skipped and out_fits.stat().st_mtime_ns == stamp and not (tmp_path / "w").exists()
+    assert third.numbers["jytok"] == pytest.approx(d["numbers"]["jytok"])
 
 
 def test_linear_mosaic_flux_and_continuity(mosaic_parts, ct, tmp_path):
@@ -383,3 +399,25 @@ def test_trim_coarse_beam_edges(ct, single_field, tmp_path):
     assert out.nchan == 7 and image_info(tmp_path / "o.pb").nchan == 7
     np.testing.assert_allclose(out.freqs_hz, info.freqs_hz[1:8])
     assert out.bmaj_max == pytest.approx(6.07)
+
+
+def test_routines_stream_blocks_not_whole_cubes(chain, monkeypatch, tmp_path):
+    """With one-channel blocks, line_flux and convert_to_kelvin allocate far less than the cube."""
+    import tracemalloc
+
+    from phangs_operators.routines.post import casaimage
+
+    out, _ = chain
+    src = out / "gal_12m+tp_co21_pbcorr_round.image"
+    info = image_info(src)
+    cube_bytes = int(np.prod(info.shape)) * 8  # what one float64 getchunk of the whole cube costs
+    expected = pp.line_flux(src)
+    monkeypatch.setattr(casaimage, "BLOCK_PIXELS", info.shape[0] * info.shape[1])
+    assert len(casaimage.channel_blocks(info)) == info.nchan
+    tracemalloc.start()
+    flux = pp.line_flux(src)
+    pp.convert_to_kelvin(src, tmp_path / "k.image")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert flux == pytest.approx(expected, rel=1e-9)
+    assert peak < 0.5 * cube_bytes

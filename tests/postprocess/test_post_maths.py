@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from phangs_operators.errors import CubeError
 from phangs_operators.routines.post import maths
 from phangs_operators.routines.post.fitsheader import REMOVED_CARDS, clean_header
-
 from tests.postprocess import synth
 
 # ----------------------------------------------------------------------------- Kelvin factor

@@ -189,3 +189,20 @@ def test_score_json_round_trip():
     s = checks.Score("derived", "x", 0.5, "why", "subj", {"a": np.float32(1.5), "b": float("inf")})
     d = json.loads(json.dumps(s.to_dict()))
     assert d["level"] == "warning" and d["details"] == {"a": 1.5, "b": None}
+
+
+def test_tp_flux_scale_on_a_coarser_tp_grid(good_target, cfg):
+    """A TP cube on its own (2x coarser) grid is reprojected; the scale stays ~1, and 20 % is caught."""
+    icube, ih = checks.read_fits_cube(good_target.interf_cube)
+    sd, sh = checks.read_fits_cube(good_target.singledish)
+    ny, nx = sd.shape[1] // 2, sd.shape[2] // 2
+    coarse = sd[:, :2 * ny, :2 * nx].reshape(sd.shape[0], ny, 2, nx, 2).mean(axis=(2, 4))
+    h = sh.copy()
+    h["NAXIS1"], h["NAXIS2"] = nx, ny
+    h["CDELT1"], h["CDELT2"] = sh["CDELT1"] * 2, sh["CDELT2"] * 2
+    h["CRPIX1"], h["CRPIX2"] = (sh["CRPIX1"] - 0.5) / 2 + 0.5, (sh["CRPIX2"] - 0.5) / 2 + 0.5
+    ok = checks.check_sd_flux_scale((icube, ih), (coarse, h), cfg)
+    assert ok.value is not None and ok.value >= 0.66, ok.reason
+    assert 0.93 < ok.details["ratio"] < 1.07
+    bad = checks.check_sd_flux_scale((icube, ih), (coarse * 1.2, h), cfg)
+    assert bad.value < 0.33 and "TP flux scale off" in bad.reason

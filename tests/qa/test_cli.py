@@ -78,3 +78,16 @@ def test_keys_resolve_the_target_workdirs(tmp_path, monkeypatch):
     assert keyset == project.keyset_hash()
     assert all(str(d).startswith(str(tmp_path / "demo")) for d in dirs)
     assert Path(out).parent == project.target_dir("derived_root", target)
+
+
+def test_through_the_phangs_entry_point(monkeypatch, capsys):
+    """As wired by the CLI table entry ``"qa": ("phangs_operators.cli.qa", ...)``."""
+    from phangs_operators import cli
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "qa", ("phangs_operators.cli.qa", "QA report of a target run"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["qa", "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: phangs qa")
+    assert cli.main(["qa", "x", "--workdir", "/nonexistent/dir"]) == 1
+    assert "no QA records" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_execute_fails_below_min_score_with_reasons(small_target, tmp_path):
 
 
 def test_execute_passes_and_records(small_target, tmp_path):
-    op = _op(small_target, tmp_path / "derived", min_score=0.1, out_dir=str(tmp_path / "out"))
+    op = _op(small_target, tmp_path / "derived", min_score=0.1, out_dir=str(tmp_path / "out"), plots=False)
     out = op.execute({"ti": FakeTI(), "params": {}})
     assert out["status"] == "pass" and out["worst_score"] < 0.33
     assert Path(out["qa_report_html"]).parent == tmp_path / "out"
@@ -101,3 +101,30 @@ def test_plugin_registers_the_links():
 
     assert any(isinstance(x, QAReportLink) for x in PhangsPlugin.operator_extra_links)
     assert any(isinstance(x, QAReportRunLink) for x in PhangsPlugin.global_operator_extra_links)
+
+
+def test_catalog_listing_and_overview_from_catalog(small_target, tmp_path):
+    from phangs_operators.qa.catalog import overview_from_catalog, reports_from_catalog
+    from phangs_operators.stores import Catalog
+
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    products = (tmp_path / "products").as_uri()
+    for run in ("manual__1", "manual__2"):  # a re-run gives a new version, one current row per file
+        ti = FakeTI()
+        ti.run_id = run
+        op = _op(small_target, tmp_path / "derived", min_score=0.0, plots=False, catalog=True,
+                 products_uri=products, catalog_url=catalog_url)
+        out = op.execute({"ti": ti, "params": {}})
+        assert out["status"] == "pass" and out["catalog"]
+    cat = Catalog.from_url(catalog_url)
+    rows = cat.list_products(kind="qa_report")
+    cat.close()
+    assert sorted(r.stage for r in rows) == ["report_html", "report_json"]
+    assert all(r.target == "small" and r.config == "qa" for r in rows)
+    reports = reports_from_catalog(catalog_url)
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["run_id"] == "manual__2"
+    page = Path(overview_from_catalog(catalog_url, tmp_path / "site" / "overview.html"))
+    text = page.read_text()
+    assert ">small<" in text
+    href = text.split('href="')[1].split('"')[0]
+    assert (page.parent / href).resolve() == (tmp_path / "derived" / "qa_report" / "report.html").resolve()

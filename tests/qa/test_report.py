@@ -71,7 +71,7 @@ EXPECTED = {
     ("derived", "noise_stripes"): (0.9, 1.0),
     ("derived", "negative_bowl"): (0.9, 1.0),
     ("derived", "strict_mask_flux"): (0.9, 1.0),
-    ("derived", "strict_mom0_finite"): (1.0, 1.0),
+    ("derived", "strictmom0_finite"): (1.0, 1.0),
 }
 
 
@@ -115,6 +115,8 @@ def test_report_json_and_recorded_scores(good_report):
         assert key in got, f"missing score {key}"
         assert lo <= got[key] <= hi, f"{key}: {got[key]} not in [{lo}, {hi}]"
     assert doc["worst_score"] == min(values) >= 0.66
+    clean = next(t for t in doc["tasks_per_stage"]["imaging"] if t["task_id"].endswith("clean_chunk"))
+    assert clean["instances"] == 4 and clean["elapsed_s"] == pytest.approx(20 + 21 + 22 + 23)
     used = doc["data_used"][0]
     assert used["inputs"] == {"12m": ["synth_12m_1.ms"], "7m": ["synth_7m_1.ms"]}
 

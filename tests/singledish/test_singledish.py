@@ -207,3 +207,45 @@ def test_raster_without_off_integrations_uses_otfraster(tp_sim, tmp_path):
     # the raster edges hold faint emission that otfraster takes as OFF: a little flux is lost
     model = tp_sim["manifest"]["model_line_flux_jykms"]
     assert 0.85 * model < res.total_flux_jykms < 1.02 * model
+
+
+@pytest.mark.slow
+def test_float_data_multi_spw_ms_as_importasdm_writes_it(tp_sim, tmp_path):
+    from phangs_operators.routines.simulate_tp import simulate_tp_ms
+
+    m = simulate_tp_ms(tmp_path / "fd", model_image=tp_sim["model"], vsys_kms=tp_sim["vsys"], ms_name="fd.ms",
+                       preset="tiny", float_data=True, extra_spw=True, seed=7)
+    assert m["data_column"] == "FLOAT_DATA" and m["line_spw"] == 1
+    res = reduce(tp_sim, tmp_path / "out" / "cube.fits", ms_list=[m["ms"]], jyperk_csv=m["jyperk_csv"])
+    cal = res.calibration[str(Path(m["ms"]).resolve())]
+    assert cal["column"] == "float_data" and cal["spw"] == 1  # jyperk.csv and SYSCAL keep the MS's spw ids
+    for rms in res.baseline_rms.values():  # Jy/beam after the Jy/K table
+        assert rms == pytest.approx(m["noise_k"] * m["jyperk"], rel=0.10)
+    assert res.total_flux_jykms == pytest.approx(m["model_line_flux_jykms"], rel=0.05)
+
+
+def test_data_already_on_the_k_scale_pass_through(tp_sim, tmp_path, cube_jyperk):
+    """ON-only K-scale data without SYSCAL: no sdcal calibration, the Jy/K table still applies."""
+    from phangs_operators.casa import casa_session, casatasks, casatools
+
+    cta = casatasks()
+    work = tmp_path / "prep"
+    with casa_session(work):
+        cal = work / "cal.ms"
+        shutil.copytree(tp_sim["ms"], cal)
+        cta.sdcal(infile=str(cal), calmode="ps,tsys,apply", outfile="")
+        kdir = tmp_path / "k_scale"
+        kdir.mkdir()
+        ms = kdir / tp_sim["ms"].name  # same name: the jyperk.csv rows refer to it
+        cta.split(vis=str(cal), outputvis=str(ms), intent="*ON_SOURCE*", datacolumn="corrected")
+    tb = casatools().table()
+    try:
+        tb.open(str(ms), nomodify=False)
+        tb.removekeyword("SYSCAL")
+    finally:
+        tb.close()
+        tb.done()
+    res = reduce(tp_sim, tmp_path / "out" / "cube.fits", ms_list=[ms], jyperk_csv=tp_sim["jyperk"])
+    assert res.calibration[str(ms)]["sdcal"] == "none"
+    assert any("K scale" in w for w in res.warnings)
+    assert res.total_flux_jykms == pytest.approx(cube_jyperk.total_flux_jykms, rel=0.005)

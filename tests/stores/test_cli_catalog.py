@@ -71,3 +71,9 @@ def test_unreachable_catalog_is_one_line_error(capsys):
     assert main(["catalog", "list", "--catalog", "postgresql://u@127.0.0.1:1/x"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("phangs catalog: error: catalog database not reachable") and "\n" not in err
+
+
+def test_empty_catalog_is_reported_not_created(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["catalog", "list", "--catalog", url]) == 1
+    assert "has no schema yet" in capsys.readouterr().err

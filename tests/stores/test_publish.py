@@ -318,3 +318,57 @@ def test_failure_of_the_commit_itself(backend, tmp_path):
     assert cat.count() == 0 and visible(store) == []  # the new object was rolled back
     res = publish_products(store, cat, [spec])
     assert res.products[0].action == "published" and cat.count() == 1 and temps(store) == []
+
+
+def test_stale_temporaries_and_unfinished_uploads_are_swept(backend, tmp_path):
+    """Leftovers of killed attempts with OTHER bytes (other temp keys) go once they are stale."""
+    from datetime import timedelta
+
+    store, cat = backend
+    old = small_cube(tmp_path / "old" / "c.fits", seed=90)
+    from phangs_operators.stores.names import temp_key
+    from phangs_operators.stores.objectstore import sha256_file
+
+    sha_old = sha256_file(old)[0]
+    store.upload(old, temp_key("ngc0628", "12m+7m", "co21", "c.fits", sha_old), sha256=sha_old)
+    if hasattr(store, "_client"):  # an unfinished multipart upload of a killed S3 attempt
+        store._client.create_multipart_upload(Bucket=store.bucket, Key=f"{store.prefix}/_tmp/ngc0628/12m+7m/co21/x/c.fits")
+    else:  # a hidden partial file of a killed local upload
+        (store.base / "_tmp/ngc0628/12m+7m/co21/.c.fits.part-dead").write_bytes(b"partial")
+    spec = cube_file(small_cube(tmp_path / "c.fits", seed=91))
+    publish_products(store, cat, [spec])  # default grace period: the leftovers stay
+    assert len(temps(store)) == 1
+    publish_products(store, cat, [cube_file(small_cube(tmp_path / "c.fits", seed=92))],
+                     stale_temp_after=timedelta(seconds=-1))
+    assert temps(store) == []
+    if hasattr(store, "_client"):
+        ups = store._client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix + "/").get("Uploads", [])
+        assert ups == []
+    else:
+        assert not (store.base / "_tmp/ngc0628/12m+7m/co21/.c.fits.part-dead").exists()
+
+
+def test_credentials_never_reach_the_catalog_or_the_logs(moto_s3, pg_url, tmp_path, monkeypatch, caplog):
+    import json as _json
+    import logging
+
+    import sqlalchemy as sa
+
+    secret = "Zq9-very-secret-key-Zq9"
+    monkeypatch.setenv("AIRFLOW_CONN_SECRET_S3", _json.dumps({
+        "conn_type": "aws", "login": "AKIAEXAMPLEKEY", "password": secret,
+        "extra": {"endpoint_url": moto_s3.endpoint_url, "region_name": "us-east-1"}}))
+    caplog.set_level(logging.DEBUG, logger="phangs_operators")
+    store = ProductStore.from_uri(f"s3://{moto_s3.bucket}/sec", conn_id="secret_s3")
+    cat = Catalog.from_url(pg_url)
+    spec = cube_file(small_cube(tmp_path / "c.fits", seed=95),
+                     inputs=[(f"s3://AKIAEXAMPLEKEY:{secret}@raw/x.ms", None)])
+    res = publish_products(store, cat, [spec])
+    dump = []
+    with cat.engine.connect() as conn:
+        for table in ("targets", "runs", "products", "inputs"):
+            dump += [str(tuple(r)) for r in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    text = "\n".join(dump) + _json.dumps(res.to_dict()) + caplog.text
+    assert secret not in text and "AKIAEXAMPLEKEY" not in text
+    assert "s3://raw/x.ms" in text  # the input is recorded, without its credentials
+    cat.close()

@@ -113,7 +113,7 @@ def test_missing_bucket_is_clear(moto_s3):
 
 @pytest.mark.slow
 def test_200mb_multipart_round_trip(moto_s3, tmp_path):
-    """Acceptance: a 200 MB cube, 16 MiB parts (13 parts), verified by re-hashing the object."""
+    """Acceptance: a 200 MB cube, multipart (default 8 MiB parts), verified by re-hashing the object."""
     store = ProductStore.from_uri(f"s3://{moto_s3.bucket}/big", conn_id=moto_s3.conn_id)
     src = big_file(tmp_path / "cube.fits", 200 * 1000 * 1000)
     sha, size = sha256_file(src)
@@ -121,8 +121,9 @@ def test_200mb_multipart_round_trip(moto_s3, tmp_path):
     info = store.upload(src, "ngc0628/12m+7m/co21/cube.fits", sha256=sha)
     t_up = time.monotonic() - t0
     assert info.sha256 == sha and store.head("ngc0628/12m+7m/co21/cube.fits").sha256 == sha
-    parts = moto_s3.client().head_object(Bucket=moto_s3.bucket, Key="big/ngc0628/12m+7m/co21/cube.fits")["ETag"]
-    assert parts.strip('"').endswith("-12")  # multipart (ETag is only looked at to prove it)
+    etag = moto_s3.client().head_object(Bucket=moto_s3.bucket, Key="big/ngc0628/12m+7m/co21/cube.fits")["ETag"]
+    nparts = -(-size // store.part_size)
+    assert nparts >= 10 and etag.strip('"').endswith(f"-{nparts}")  # multipart (ETag only looked at to prove it)
     t0 = time.monotonic()
     out = store.download("ngc0628/12m+7m/co21/cube.fits", tmp_path / "back.fits")
     t_down = time.monotonic() - t0
@@ -131,3 +132,22 @@ def test_200mb_multipart_round_trip(moto_s3, tmp_path):
     assert h == sha
     print(f"200 MB: upload {size / t_up / 1e6:.0f} MB/s, download {size / t_down / 1e6:.0f} MB/s")
     store.delete("ngc0628/12m+7m/co21/cube.fits")
+
+
+def test_failed_part_aborts_the_multipart_upload(s3_store, tmp_path, monkeypatch):
+    src = big_file(tmp_path / "a.bin", 30 * MiB)  # 6 parts of 5 MiB
+    real = s3_store._upload_part
+
+    def flaky(s3key, upload_id, number, data):
+        if number == 3:
+            from botocore.exceptions import EndpointConnectionError
+
+            raise EndpointConnectionError(endpoint_url=s3_store.endpoint)
+        return real(s3key, upload_id, number, data)
+
+    monkeypatch.setattr(s3_store, "_upload_part", flaky)
+    with pytest.raises(StoreError, match="S3 endpoint .* failed on upload of"):
+        s3_store.upload(src, "t/a.bin")
+    assert s3_store.head("t/a.bin") is None
+    ups = s3_store._client.list_multipart_uploads(Bucket=s3_store.bucket, Prefix=s3_store.prefix + "/")
+    assert ups.get("Uploads", []) == []

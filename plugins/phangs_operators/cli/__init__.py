@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("phangs_operators.cli.run", "run one target's pipeline DAG in this process"),
     "derive": ("phangs_operators.cli.derive", "derived products (noise, masks, moments) of a cube"),
     "catalog": ("phangs_operators.cli.catalog", "list, show and verify published products"),
+    "qa": ("phangs_operators.cli.qa", "QA report (scores, plots) of a target run; overview of all targets"),
     "airflow-settings": ("phangs_operators.cli.airflow_settings", "apply airflow_settings.yaml"),
 }
 

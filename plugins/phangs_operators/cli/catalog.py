@@ -46,7 +46,12 @@ def register(subparsers, name: str, help_text: str) -> None:
 def _catalog(args):
     from phangs_operators.stores import Catalog
 
-    return Catalog.from_url(args.catalog or os.environ.get("PHANGS_CATALOG") or "phangs_catalog")
+    # read-only use: no migrations (works with a read-only database role)
+    cat = Catalog.from_url(args.catalog or os.environ.get("PHANGS_CATALOG") or "phangs_catalog", migrate=False)
+    if cat.schema_version() == 0:
+        cat.close()
+        raise StoreError(f"catalog {cat.url} has no schema yet (nothing was ever published there)")
+    return cat
 
 
 def _run_list(args) -> int:

@@ -73,19 +73,27 @@ class QAReportOperator(PhangsBaseOperator):
         Project thresholds file merged over the defaults (``None``: ``$PHANGS_QA_THRESHOLDS``).
     keyset_hash
         Hash of the key set, shown in the report.
+    plots
+        False writes the scores only (no figures).
+    catalog
+        Also upload ``report.json`` / ``report.html`` to the product store and list them in
+        the catalog (kind ``qa_report``), for the overview page of all targets.
+    products_uri, catalog_url
+        Store and catalog (default as for the publish task: ``$PHANGS_PRODUCTS_URI`` ...).
 
     XCom: ``{"qa_report_html", "report_json", "worst_score", "status", "failing", ...}``.
     """
 
     template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "target", "workdirs", "out_dir",
-                                      "min_score", "thresholds", "keyset_hash")
+                                      "min_score", "thresholds", "keyset_hash", "products_uri", "catalog_url")
     stage = "publish"
     ui_color = "#d9f2e6"
     operator_extra_links = ()  # set below (the link class needs the operator class)
 
     def __init__(self, *, target: str, workdirs: Sequence[str], out_dir: str | None = None,
                  min_score: float | str | None = None, thresholds: str | None = None,
-                 keyset_hash: str | None = None, **kwargs: Any) -> None:
+                 keyset_hash: str | None = None, plots: bool = True, catalog: bool = False,
+                 products_uri: str | None = None, catalog_url: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)  # a failing score does not go away by retrying
         super().__init__(**kwargs)
         self.target = target
@@ -94,6 +102,9 @@ class QAReportOperator(PhangsBaseOperator):
         self.min_score = min_score
         self.thresholds = thresholds
         self.keyset_hash = keyset_hash
+        self.plots = plots
+        self.catalog = catalog
+        self.products_uri, self.catalog_url = products_uri, catalog_url
 
     def report_dir(self) -> Path:
         return Path(self.out_dir) if self.out_dir else Path(self.workdir) / "qa_report"
@@ -111,9 +122,11 @@ class QAReportOperator(PhangsBaseOperator):
         min_score = _parse_min_score(self.min_score)
         result = build_report(self.target, self.workdirs, self.report_dir(), thresholds=self.thresholds,
                               run_id=getattr(ti, "run_id", None), dag_id=getattr(ti, "dag_id", None),
-                              keyset_hash=self.keyset_hash, min_score=min_score)
+                              keyset_hash=self.keyset_hash, min_score=min_score, make_plots=self.plots)
         self.log.info("QA report %s: %s, worst score %s", result.html, result.status, result.worst_score)
         out = result.to_dict()
+        if self.catalog:
+            out["catalog"] = self._publish(result, context)
         if result.failing:
             if ti is not None:
                 ti.xcom_push(key="qa_report", value=out)
@@ -122,6 +135,21 @@ class QAReportOperator(PhangsBaseOperator):
                 f"QA of {self.target} failed: {len(result.failing)} score(s) below the minimum; report "
                 f"{result.html}\n{lines}")
         return out
+
+
+    def _publish(self, result: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+        from phangs_operators.operators.publish import resolve_store_settings  # noqa: PLC0415
+        from phangs_operators.qa.catalog import publish_report  # noqa: PLC0415
+        from phangs_operators.stores import RunContext  # noqa: PLC0415
+
+        uri, conn_id, catalog_url = resolve_store_settings(self.products_uri, self.catalog_url, self.workdir)
+        ti = context.get("ti")
+        run = RunContext(dag_id=getattr(ti, "dag_id", "manual") or "manual",
+                         run_id=getattr(ti, "run_id", "manual") or "manual", task_id=self.task_id, map_index=-1,
+                         try_number=int(getattr(ti, "try_number", 1) or 1))
+        self.log.info("listing the QA report of %s in the catalog (store %s)", self.target, uri)
+        return publish_report(result.json, result.html, target=self.target, products_uri=uri,
+                              catalog_url=catalog_url, conn_id=conn_id, keyset_hash=self.keyset_hash, run=run)
 
 
 class QAReportLink(BaseOperatorLink):

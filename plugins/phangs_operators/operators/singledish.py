@@ -30,7 +30,7 @@ class SingleDishCubeOperator(PhangsBaseOperator):
     def __init__(self, *, tp_ms: Sequence[str], out_fits: str, target: str, product: str,
                  restfreq_ghz: float, vsys_kms: float, vwidth_kms: float, chan_dv_kms: float,
                  phasecenter: str, bl_order: int = 1, line_wing_kms: float = 200.0,
-                 jyperk_csv: str | None = None, velocity_grid_kms: Sequence[float] | None = None,
+                 jyperk_csv: str | Sequence[str] | None = None, velocity_grid_kms: Sequence[float] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tp_ms = list(tp_ms)
@@ -44,8 +44,13 @@ class SingleDishCubeOperator(PhangsBaseOperator):
         self.jyperk_csv = jyperk_csv
         self.velocity_grid_kms = list(velocity_grid_kms) if velocity_grid_kms is not None else None
 
+    def _jyperk_list(self) -> list[str]:
+        if not self.jyperk_csv:
+            return []
+        return [self.jyperk_csv] if isinstance(self.jyperk_csv, str) else list(self.jyperk_csv)
+
     def inputs(self, context):
-        return [*self.tp_ms, *([self.jyperk_csv] if self.jyperk_csv else [])]
+        return [*self.tp_ms, *self._jyperk_list()]
 
     def outputs(self, context):
         return [self.out_fits]
@@ -56,5 +61,5 @@ class SingleDishCubeOperator(PhangsBaseOperator):
         return singledish.make_singledish_cube(
             self.tp_ms, self.out_fits, restfreq_ghz=self.restfreq_ghz, vsys_kms=self.vsys_kms,
             vwidth_kms=self.vwidth_kms, chan_dv_kms=self.chan_dv_kms, bl_order=self.bl_order,
-            line_wing_kms=self.line_wing_kms, phasecenter=self.phasecenter, jyperk_csv=self.jyperk_csv or None,
+            line_wing_kms=self.line_wing_kms, phasecenter=self.phasecenter, jyperk_csv=self._jyperk_list() or None,
             velocity_grid_kms=self.velocity_grid_kms, workdir=".", overwrite=True)

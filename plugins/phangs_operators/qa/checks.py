@@ -804,14 +804,15 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
                         subject: str = "") -> Score:
     """TP flux scale from the uv overlap: interferometer vs TP amplitudes in an annulus.
 
-    Both channel-summed maps (in K, so the ratio does not depend on units) are put on the
-    interferometer grid (the TP map is reprojected when the grids differ), tapered by the
-    interferometer footprint; the interferometer map is smoothed to the TP beam, both maps are
-    windowed by the footprint eroded by one TP beam (tapered), Fourier transformed, and a
+    Both channel-summed maps are taken in K (so the ratio does not depend on units). The
+    interferometer map is smoothed to the TP beam (Fourier domain, on its own grid) and, when
+    the grids differ, interpolated onto the TP grid: the comparison happens at TP resolution
+    on the TP pixels, so no interpolation smooths the TP map. Both maps are windowed by the
+    interferometer footprint eroded by one TP beam (tapered), Fourier transformed, and a
     least-squares scale factor interferometer = f x TP is fitted over the uv annulus
     ``uv_overlap_annulus_m`` (the window mixes uv cells ~1 window-width apart: keep the
-    annulus ~1 m above the shortest baseline). A correct
-    TP calibration gives f = 1; a TP cube with a flux error e gives f = 1 / (1 + e).
+    annulus ~1 m above the shortest baseline). A correct TP calibration gives f = 1; a TP
+    cube with a flux error e gives f = 1 / (1 + e).
     """
     from astropy.wcs import WCS  # noqa: PLC0415
     from astropy.wcs.utils import proj_plane_pixel_scales  # noqa: PLC0415
@@ -822,6 +823,7 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
     freq = _freq_hz(ih) or _freq_hz(sh)
     if freq is None or "BMAJ" not in sh or "BMAJ" not in ih:
         return na("postprocess", "tp_flux_scale", subject, "no rest frequency or beam in the FITS headers")
+    iw, sw = WCS(ih), WCS(sh)
     if icube.ndim == 3 and scube.ndim == 3 and icube.shape[0] == scube.shape[0]:
         # same channels: sum only where the TP spectrum shows the line (less noise)
         spec = np.nansum(scube, axis=(1, 2))
@@ -829,43 +831,35 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
         icube, scube = icube[line], scube[line]
     imap = integrated_map(icube) * to_kelvin_factor(ih)
     smap = integrated_map(scube) * to_kelvin_factor(sh)
-    # channel widths may differ: scale by the channel width ratio (sum over channels of K)
-    iw, sw = WCS(ih), WCS(sh)
-    if icube.ndim == 3 and scube.ndim == 3:
-        dvi = abs(float(iw.spectral.wcs.cdelt[0])) if iw.has_spectral else 1.0
-        dvs = abs(float(sw.spectral.wcs.cdelt[0])) if sw.has_spectral else 1.0
-        imap, smap = imap * dvi, smap * dvs
-    if smap.shape != imap.shape or not np.allclose(iw.celestial.wcs.cdelt, sw.celestial.wcs.cdelt) or \
-            not np.allclose(iw.celestial.wcs.crval, sw.celestial.wcs.crval):
+    if icube.ndim == 3 and scube.ndim == 3:  # K * channels -> K km/s (channel widths may differ)
+        imap = imap * (abs(float(iw.spectral.wcs.cdelt[0])) if iw.has_spectral else 1.0)
+        smap = smap * (abs(float(sw.spectral.wcs.cdelt[0])) if sw.has_spectral else 1.0)
+    foot = np.isfinite(icube).any(axis=0) if icube.ndim == 3 else np.isfinite(icube)
+    ipix = float(np.mean(proj_plane_pixel_scales(iw.celestial)))
+    sd_beam_deg, int_beam_deg = float(sh["BMAJ"]), float(ih["BMAJ"])
+    # 1. interferometer map at the TP resolution, on its own grid
+    ik = _kgrid(imap.shape)
+    imap_sd = np.fft.ifft2(np.fft.fft2(np.where(foot, imap, 0.0)) * _transfer(ik, sd_beam_deg / ipix)
+                           / _transfer(ik, int_beam_deg / ipix)).real
+    # 2. onto the TP grid when the grids differ
+    same = smap.shape == imap.shape and np.allclose(iw.celestial.wcs.cdelt, sw.celestial.wcs.cdelt) and \
+        np.allclose(iw.celestial.wcs.crval, sw.celestial.wcs.crval) and \
+        np.allclose(iw.celestial.wcs.crpix, sw.celestial.wcs.crpix)
+    if not same:
         from reproject import reproject_interp  # noqa: PLC0415
 
-        smap, _ = reproject_interp((smap, sw.celestial), iw.celestial, shape_out=imap.shape)
-    foot = np.isfinite(icube).any(axis=0) if icube.ndim == 3 else np.isfinite(icube)
+        imap_sd, _ = reproject_interp((imap_sd, iw.celestial), sw.celestial, shape_out=smap.shape, order="bilinear")
+        f_t, _ = reproject_interp((foot.astype(float), iw.celestial), sw.celestial, shape_out=smap.shape,
+                                  order="bilinear")
+        foot = np.nan_to_num(f_t) > 0.99
+        imap_sd = np.nan_to_num(imap_sd)
     foot &= np.isfinite(smap)
-    if foot.sum() < 64:
-        return na("postprocess", "tp_flux_scale", subject, "interferometer and TP maps hardly overlap")
-    pix_deg = float(np.mean(proj_plane_pixel_scales(iw.celestial)))
-    sd_fwhm_pix = float(sh["BMAJ"]) / pix_deg
-    int_fwhm_pix = float(ih["BMAJ"]) / pix_deg
-    ky = np.fft.fftfreq(imap.shape[0])[:, None]
-    kx = np.fft.fftfreq(imap.shape[1])[None, :]
-    k = np.hypot(kx, ky)  # cycles / pixel
-    lam = 299792458.0 / freq
-    uv_m = k / np.deg2rad(pix_deg) * lam
-
-    def transfer(fwhm_pix: float) -> np.ndarray:
-        return np.exp(-(np.pi * fwhm_pix * k) ** 2 / (4 * np.log(2)))
-
-    # interferometer map at the TP resolution (image domain), then one window for both maps:
-    # the footprint eroded by one TP beam (edge effects of the smoothing) and tapered
-    imap_sd = np.fft.ifft2(np.fft.fft2(np.where(foot, imap, 0.0)) * transfer(sd_fwhm_pix)
-                           / transfer(int_fwhm_pix)).real
+    pix_deg = float(np.mean(proj_plane_pixel_scales(sw.celestial))) if not same else ipix
+    sd_fwhm_pix = sd_beam_deg / pix_deg
     r = max(1, int(round(sd_fwhm_pix)))
     inner = binary_erosion(foot, structure=np.ones((2 * r + 1, 2 * r + 1), dtype=bool))
-    if inner.sum() < 64:
-        return na("postprocess", "tp_flux_scale", subject, "interferometer footprint smaller than the TP beam")
-    window = gaussian_filter(inner.astype(float), sd_fwhm_pix / 2.355)
     lo, hi = (float(x) for x in cfg.get("postprocess", "uv_overlap_annulus_m"))
+    lam = 299792458.0 / freq
     fringe_pix = lam / lo / np.deg2rad(pix_deg)  # largest scale of the annulus (pixels)
     diameter = 2.0 * math.sqrt(float(inner.sum()) / math.pi)
     need = float(cfg.get("postprocess", "uv_overlap_min_fringes"))
@@ -873,15 +867,18 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
         return na("postprocess", "tp_flux_scale", subject,
                   f"field too small for the uv overlap: {diameter * pix_deg * 3600:.0f}\" usable, needs "
                   f"{need:g} x {fringe_pix * pix_deg * 3600:.0f}\" (the {lo:g} m fringe)")
-    fi_sd = np.fft.fft2(imap_sd * window)
+    # 3. one tapered window for both maps, least-squares scale over the annulus
+    window = gaussian_filter(inner.astype(float), sd_fwhm_pix / 2.355)
+    fi = np.fft.fft2(np.where(foot, imap_sd, 0.0) * window)
     fs = np.fft.fft2(np.where(foot, smap, 0.0) * window)
+    uv_m = _kgrid(smap.shape) / np.deg2rad(pix_deg) * lam
     ring = (uv_m >= lo) & (uv_m <= hi)
     if ring.sum() < 4:
         return na("postprocess", "tp_flux_scale", subject, f"no uv cells in the {lo:g}-{hi:g} m annulus")
     denom = float(np.sum(np.abs(fs[ring]) ** 2))
     if denom <= 0:
         return na("postprocess", "tp_flux_scale", subject, "TP map has no power in the uv overlap")
-    f = float(np.sum((fi_sd[ring] * np.conj(fs[ring])).real) / denom)
+    f = float(np.sum((fi[ring] * np.conj(fs[ring])).real) / denom)
     score = _ramp_cfg(abs(f - 1.0), cfg.get("postprocess", "uv_overlap_scale"))
     if score < GREEN:
         tp_err = (1.0 / f - 1.0) if f > 0 else math.inf
@@ -890,7 +887,17 @@ def check_sd_flux_scale(interf: tuple[np.ndarray, Any], sd: tuple[np.ndarray, An
     else:
         reason = f"TP and interferometer agree in the {lo:g}-{hi:g} m uv overlap (ratio {f:.3f})"
     return Score("postprocess", "tp_flux_scale", score, reason, subject,
-                 {"ratio": f, "annulus_m": [lo, hi], "n_uv_cells": int(ring.sum())})
+                 {"ratio": f, "annulus_m": [lo, hi], "n_uv_cells": int(ring.sum()), "same_grid": bool(same)})
+
+
+def _kgrid(shape: tuple[int, ...]) -> np.ndarray:
+    """|k| (cycles / pixel) of an FFT grid."""
+    return np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+
+
+def _transfer(k: np.ndarray, fwhm_pix: float) -> np.ndarray:
+    """Fourier transform of a unit-peak Gaussian beam of FWHM ``fwhm_pix`` at ``k`` (cycles / pixel)."""
+    return np.exp(-(np.pi * fwhm_pix * k) ** 2 / (4 * np.log(2)))
 
 
 @dataclass
@@ -950,11 +957,9 @@ def product_checks(ps: ProductSet, cfg: QAConfig) -> list[Score]:
         scores.append(check_strict_mask_flux(cube, strict, broad, cfg, subj))
     else:
         scores.append(na("derived", "strict_mask_flux", subj, "no cube + strict mask pair"))
-    for name, path in sorted(ps.moments.items()):
-        if not name.endswith("mom0") or not _exists(path):
-            continue
-        m = strict if name.startswith("strict") else (broad if broad is not None else strict)
-        if m is None:
+    for name, m in (("strictmom0", strict), ("broadmom0", broad if broad is not None else None)):
+        path = ps.moments.get(name)
+        if m is None or not _exists(path):
             continue
         mom, _ = read_fits_cube(path)
         scores.append(check_moment_finite(mom, m, cfg, subj, name))

@@ -114,8 +114,8 @@ def discover_products(records: Sequence[Mapping[str, Any]]) -> list[ProductSet]:
         if r.get("res_tag") in (None, "") and isinstance(r.get("products"), Mapping):
             for name, val in r["products"].items():
                 path = val.get("map") if isinstance(val, Mapping) else val
-                if isinstance(path, str):
-                    ps.moments[str(name)] = path
+                if isinstance(path, str):  # moment key names: strictmom0, broadmom0, ...
+                    ps.moments[str(name).replace("_", "")] = path
     # 2. exported cubes without derived products
     exports: dict[str, str] = {}
     for rec in records:

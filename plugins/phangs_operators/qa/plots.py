@@ -66,7 +66,7 @@ def _beam_ellipse(ax: Any, header: Any, shape: tuple[int, int]) -> bool:
     pad = max(major, 4.0)
     # BPA is east of north; with north up and east left the ellipse angle from +x is 90 + BPA
     ax.add_patch(Ellipse((pad, pad), width=minor, height=major, angle=float(header.get("BPA", 0.0)),
-                         facecolor="none", edgecolor="white", linewidth=1.2, hatch="////"))
+                         facecolor="white", edgecolor="black", linewidth=1.0))
     return True
 
 
@@ -97,7 +97,7 @@ def map_with_beam(data2d: np.ndarray, header: Any, mask2d: np.ndarray | None, pa
         caption += " Cyan contour: outline of the signal mask."
         alt += ", with the signal mask outlined in cyan"
     if beam:
-        caption += " Hatched white ellipse (lower left): the beam."
+        caption += " White ellipse (lower left): the beam (FWHM)."
         alt += " and the beam drawn in the lower left corner"
     return Figure(_save(fig, path), alt + ".", caption, stage, subject)
 
@@ -152,7 +152,7 @@ def clean_convergence(records: Sequence[Mapping[str, Any]], labels: Sequence[str
                       stage: str, subject: str) -> Figure:
     """Model flux per clean loop, one line per chunk, multiscale then single-scale."""
     plt = _pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
     n_lines = 0
     for rec, label in zip(records, labels, strict=True):
         stages = (rec.get("result") or {}).get("stages") or {}

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,13 +128,13 @@ def _velocity_kms(header: Any, nchan: int) -> np.ndarray:
     spec = w.spectral
     world = spec.pixel_to_world_values(np.arange(nchan))
     ctype = str(spec.wcs.ctype[0]).upper()
+    world = np.asarray(world, dtype=float)  # astropy returns SI: Hz for FREQ, m/s for VRAD/VOPT/VELO
     if ctype.startswith("FREQ"):
         rest = float(header.get("RESTFRQ", header.get("RESTFREQ", 0)) or 0)
         if rest > 0:
-            return 299792.458 * (1.0 - np.asarray(world) / rest)
-        return np.asarray(world) / 1e9
-    unit = str(spec.wcs.cunit[0]) or "m/s"
-    return np.asarray(world) / (1000.0 if unit in ("m/s", "m s-1", "") else 1.0)
+            return 299792.458 * (1.0 - world / rest)
+        return world / 1e9
+    return world / 1000.0
 
 
 def _jy_per_k_pixel(header: Any) -> float:
@@ -190,11 +190,12 @@ def product_figures(ps: ProductSet, img_dir: Path, cfg: QAConfig) -> list[plots.
     figs.append(plots.map_with_beam(peak, h, mask2d, img_dir / f"{base}_peak.png",
                                     title=f"peak intensity, {ps.name}", unit=unit, stage="derived",
                                     subject=ps.name, what="Peak intensity (maximum over channels)"))
-    mom_path = next((ps.moments[k] for k in ("strict_mom0", "broad_mom0") if _exists(ps.moments.get(k))), None)
+    mom_key = next((k for k in ("strictmom0", "broadmom0") if _exists(ps.moments.get(k))), None)
+    mom_path = ps.moments[mom_key] if mom_key else None
     if mom_path:
         mom0, mh = read_fits_cube(mom_path)
         mom_unit = str(mh.get("BUNIT", "")).strip() or f"{unit} km/s"
-        what = f"Moment 0 ({Path(mom_path).stem.rsplit('_', 2)[-2]} mask, from the moment product)"
+        what = f"Moment 0 ({mom_key[:-4]} mask, from the moment product)"
     else:
         dv = abs(float(np.median(np.diff(_velocity_kms(h, cube.shape[0]))))) if cube.shape[0] > 1 else 1.0
         m = mask if mask is not None else np.ones(cube.shape, dtype=bool)
@@ -347,9 +348,15 @@ def render_html(doc: Mapping[str, Any], scores: Sequence[Score], figures: Sequen
             parts.append(f'<table class="scores">{_score_rows(st, with_stage=False)}</table>')
         else:
             parts.append("<p>No scores for this stage.</p>")
+        tasks = doc["tasks_per_stage"].get(stage) or []
+        if tasks:
+            rows = "".join(f"<tr><td>{e(t['task_id'])}</td><td>{t['instances']}</td><td>{t['elapsed_s']:.1f}</td>"
+                           f"<td>{t['max_try']}</td></tr>" for t in tasks)
+            parts.append(f'<table class="tasks"><tr><th>task</th><th>instances</th><th>task time (s)</th>'
+                         f"<th>max try</th></tr>{rows}</table>")
         for f in figs:
             rel = os.path.relpath(f.path, out_dir)
-            parts.append(f'<figure><img src="{e(rel)}" alt="{e(f.alt)}" loading="lazy">'
+            parts.append(f'<figure><img src="{e(rel)}" alt="{e(f.alt)}">'
                          f"<figcaption>{e(f.caption)}</figcaption></figure>")
         parts.append("</section>")
     parts.append("</body></html>")
@@ -429,10 +436,11 @@ def build_report(target: str, workdirs: Sequence[str | os.PathLike[str]], out_di
         "thresholds": {k: v for k, v in cfg.to_dict().items() if k != "thresholds"},
         "software": software_versions(records), "n_records": len(records),
         "records_per_stage": dict(Counter(str(r.get("stage")) for r in records)),
+        "tasks_per_stage": _tasks_per_stage(records),
         "data_used": data_used(records), "products": [p.to_dict() for p in products],
         "problems": problems, "scores": [s.to_dict() for s in scores],
         "figures": [{**f.to_dict(), "path": os.path.relpath(f.path, out)} for f in figures],
-        "html": REPORT_HTML,
+        "html": REPORT_HTML, "report_dir": str(out.resolve()),
         "records": [{"task_id": r.get("task_id"), "map_index": r.get("map_index"), "stage": r.get("stage"),
                      "try_number": r.get("try_number"), "elapsed_s": r.get("elapsed_s"),
                      "file": r.get("_file")} for r in records],
@@ -446,6 +454,21 @@ def build_report(target: str, workdirs: Sequence[str | os.PathLike[str]], out_di
     log.info("QA report of %s: %s (worst %s, %d scores, %d figures) in %.1f s", target, html_path, worst,
              len(scores), len(figures), res.seconds)
     return res
+
+
+def _tasks_per_stage(records: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per stage: each task id with its instance count, summed task time and highest try."""
+    acc: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        key = (str(r.get("stage")), str(r.get("task_id")))
+        t = acc.setdefault(key, {"task_id": key[1], "instances": 0, "elapsed_s": 0.0, "max_try": 0})
+        t["instances"] += 1
+        t["elapsed_s"] += float(r.get("elapsed_s") or 0.0)
+        t["max_try"] = max(t["max_try"], int(r.get("try_number") or 0))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (stage, _), t in sorted(acc.items()):
+        out.setdefault(stage, []).append(t)
+    return out
 
 
 def _most_common(values: Iterable[Any]) -> str | None:
@@ -463,10 +486,12 @@ def find_reports(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def build_overview(reports: Iterable[str | os.PathLike[str]], out_html: str | os.PathLike[str],
-                   title: str = "PHANGS QA overview") -> str:
+                   title: str = "PHANGS QA overview",
+                   link_for: Callable[[Path, dict[str, Any]], Path] | None = None) -> str:
     """An overview page of all targets (status, worst score, worst reason, link), worst first.
 
-    ``reports`` are ``report.json`` paths; links are relative to the page's folder.
+    ``reports`` are ``report.json`` paths; links are relative to the page's folder and point
+    to the HTML next to each JSON, or to ``link_for(json_path, doc)``.
     """
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -484,7 +509,8 @@ def build_overview(reports: Iterable[str | os.PathLike[str]], out_html: str | os
         worst = doc.get("worst_score")
         first = next((s for s in doc.get("scores", []) if s.get("value") is not None), None)
         level = first["level"] if first else "na"
-        link = os.path.relpath(p.with_name(doc.get("html", REPORT_HTML)), out.parent)
+        target_html = link_for(p, doc) if link_for else p.with_name(doc.get("html", REPORT_HTML))
+        link = os.path.relpath(target_html, out.parent)
         rows.append((worst if worst is not None else 2.0,
                      f'<tr class="{level}"><td>{html.escape(doc.get("target", "?"))}</td>'
                      f'<td class="status-{html.escape(doc.get("status", "?"))}">{html.escape(doc.get("status", "?"))}</td>'  # noqa: E501

@@ -254,7 +254,7 @@ def make_synthetic_target(root: str | os.PathLike[str], target: str = "synth", *
     _record(ddir, f"{dgrp}.broad_mask", "derived", {"broadmask": broad_p, "template": strict_p, "inputs": []},
             finished=t_end - 30)
     _record(ddir, f"{dgrp}.moments", "derived",
-            {"res_tag": "", "products": {"strict_mom0": {"map": mom0_p, "error": None}}, "skipped": {},
+            {"res_tag": "", "products": {"strictmom0": {"map": mom0_p, "error": None}}, "skipped": {},
              "warnings": []}, map_index=0, finished=t_end - 20)
     return SyntheticTarget(target=target, workdirs=[str(d) for d in dirs.values()] + [str(root / "singledish" / target)],
                            cube=cube_f, interf_cube=cube_i, singledish=sd_path, noise=noise_p,

@@ -24,10 +24,13 @@ and primary beams, then :func:`finish_cube` (trim, Kelvin, export).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
+import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +118,14 @@ class PostResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (the XCom / QA record)."""
-        return _jsonable(asdict(self))
+        """JSON-serialisable dict (the XCom / QA record).
+
+        The ``outputs`` entries are repeated at the top level (``image``, ``pb``, ``fits``, ...)
+        so that a downstream task can take ``xcom["image"]`` directly.
+        """
+        d = asdict(self)
+        d.update({k: v for k, v in self.outputs.items() if k not in d})
+        return _jsonable(d)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -168,8 +177,17 @@ def _workdir(workdir: str | os.PathLike[str] | None, out: Path) -> Path:
 
 
 def _cleanup(path: Path) -> None:
+    """Remove a step's scratch directory; when called while an exception propagates (from a
+    ``finally`` block), keep its ``casa.log`` for the post-mortem and say where it is."""
+    failing = sys.exc_info()[0] is not None
     try:
-        remove_path(path)
+        if failing and (path / "casa.log").exists():
+            for child in path.iterdir():
+                if child.name != "casa.log":
+                    remove_path(child)
+            log.error("step failed; CASA log kept in %s", path / "casa.log")
+        else:
+            remove_path(path)
     except OSError as exc:  # pragma: no cover - best effort
         log.warning("could not remove scratch %s: %s", path, exc)
 
@@ -180,9 +198,7 @@ def _cleanup(path: Path) -> None:
 
 
 def _with_unit(info: ImageInfo, unit: str) -> ImageInfo:
-    from dataclasses import replace  # noqa: PLC0415
-
-    return replace(info, unit=unit)
+    return dataclasses.replace(info, unit=unit)
 
 
 class _FluxSum:
@@ -364,6 +380,7 @@ def round_beam(
     out_image: str | os.PathLike[str],
     *,
     force_beam: float | None = None,
+    target_beam_arcsec: float | Sequence[float] | None = None,
     padding_pixels: float = 2.0,
     overwrite: bool = False,
     workdir: str | os.PathLike[str] | None = None,
@@ -372,8 +389,11 @@ def round_beam(
 
     The target FWHM is ``sqrt(bmaj_max**2 + (padding_pixels * pixel)**2)`` over all planes
     (per-plane beams after gathering chunks), unless ``force_beam`` [arcsec] is given; a
-    forced beam smaller than that minimum is an error (PHANGS warned and returned None).
-    The input pixel mask is carried over (masked pixels stay masked).
+    forced beam smaller than that minimum (by more than 1e-6 relative) is an error (PHANGS
+    warned and returned None). ``target_beam_arcsec`` is an alias of ``force_beam`` that also
+    takes the ``beam_arcsec`` list ``[major, minor, pa]`` of another result (e.g. to bring the
+    flat-noise cube to the beam of its primary-beam corrected twin). The input pixel mask is
+    carried over (masked pixels stay masked).
 
     Returns
     -------
@@ -391,7 +411,11 @@ def round_beam(
     if info.beams is None:
         raise CubeError(f"{in_image}: no restoring beam; cannot convolve to a round beam")
     minimum = maths.round_beam_target(info.beams[:, 0], info.pixel_arcsec, padding_pixels)
-    if force_beam is not None and force_beam < minimum:
+    if target_beam_arcsec is not None:
+        if force_beam is not None:
+            raise CubeError(f"round_beam of {in_image}: give force_beam or target_beam_arcsec, not both")
+        force_beam = float(np.atleast_1d(np.asarray(target_beam_arcsec, dtype=float))[0])
+    if force_beam is not None and force_beam < minimum * (1.0 - 1e-6):
         raise CubeError(f"{in_image}: forced beam {force_beam}\" is smaller than the minimum {minimum:.4f}\"")
     target = float(force_beam) if force_beam is not None else minimum
     work = _workdir(workdir, out)
@@ -588,7 +612,7 @@ def import_singledish(
                 data, valid = get_block(ia, blc, trc)
                 if jytok is not None:
                     data = data / np.float32(jytok)
-                    ia.putchunk(np.where(valid, data, np.float32(0.0)), blc=blc)
+                    ia.putchunk(data, blc=blc)  # NaN where invalid (masked or NaN already)
                 n_valid += int(valid.sum())
                 acc.add(data, valid, blc, trc)
         if n_valid == 0:
@@ -1122,16 +1146,29 @@ def trim_cube(
     return res
 
 
+def _nan_range(data: np.ndarray, step: int = 16) -> tuple[float | None, float | None]:
+    """NaN-aware (min, max) of a (memory-mapped) cube, read ``step`` planes at a time."""
+    lo, hi = np.inf, -np.inf
+    for i in range(0, data.shape[0], step):
+        block = np.asarray(data[i: i + step])
+        ok = np.isfinite(block)
+        if ok.any():
+            lo, hi = min(lo, float(block[ok].min())), max(hi, float(block[ok].max()))
+    return (lo, hi) if np.isfinite(lo) else (None, None)
+
+
 def _validate_fits(path: Path, source_valid_planes: np.ndarray | None, *, kind: str) -> dict[str, Any]:
     """Checks a science-ready FITS must pass before it is published."""
-    with fits.open(path, memmap=False) as hdul:
-        hdr = hdul[0].header
+    with fits.open(path, memmap=True) as hdul:
+        hdr = hdul[0].header.copy()
         data = hdul[0].data
-    if data is None or data.ndim != 3:
-        raise CubeError(f"{path}: exported data have {None if data is None else data.ndim} axes, want 3")
+        if data is None or data.ndim != 3:
+            raise CubeError(f"{path}: exported data have {None if data is None else data.ndim} axes, want 3")
+        finite_planes = np.concatenate([np.isfinite(data[i: i + 16]).any(axis=(1, 2))
+                                        for i in range(0, data.shape[0], 16)])
+        del data
     if str(hdr.get("CTYPE3", "")).upper() != "VRAD" or str(hdr.get("CUNIT3", "")).strip() != "m/s":
         raise CubeError(f"{path}: spectral axis is {hdr.get('CTYPE3')} [{hdr.get('CUNIT3')}], want VRAD [m/s]")
-    finite_planes = np.isfinite(data).any(axis=(1, 2))
     if not finite_planes.any():
         raise CubeError(f"{path}: every plane is NaN")
     checks: dict[str, Any] = {"all_nan_planes": int((~finite_planes).sum())}
@@ -1197,15 +1234,19 @@ def export_fits(
         with casa_session(work):
             ctk.exportfits(imagename=str(Path(in_image).resolve()), fitsimage=str(raw), velocity=True, overwrite=True,
                            dropstokes=True, dropdeg=True, bitpix=-32)
-        with fits.open(raw, memmap=False) as hdul:
+        with fits.open(raw, memmap=True) as hdul:
             hdul.verify("silentfix")
             hdr = hdul[0].header
             data = hdul[0].data
-            notes = clean_header(hdr, data, object_name=object_name, round_beam=(kind == "cube"),
+            notes = clean_header(hdr, None, object_name=object_name, round_beam=(kind == "cube"),
                                  roundbeam_tol=roundbeam_tol, telescope=telescope, pipeline_version=pipeline_version)
             if kind == "pb":
                 hdr.remove("BUNIT", ignore_missing=True)
+            lo, hi = _nan_range(data)
+            if lo is not None:
+                hdr["DATAMAX"], hdr["DATAMIN"] = hi, lo
             hdul.writeto(tmp, overwrite=True)
+            del data
         checks = _validate_fits(tmp, planes, kind=kind)
         publish(tmp, out)
     finally:
@@ -1279,6 +1320,23 @@ def finish_cube(
     return res
 
 
+def _finished(step: str, out_fits: Path, export_jybeam: bool, overwrite: bool) -> PostResult | None:
+    """Skip a whole chain whose FITS products all exist (intermediates may have been cleaned)."""
+    stem = _stem_of(out_fits)
+    outputs = {"fits_k": out_fits, "fits_pb": out_fits.with_name(f"{stem}_trimmed_pb.fits")}
+    if export_jybeam:
+        outputs["fits_jybeam"] = out_fits.with_name(f"{stem}_pbcorr_trimmed.fits")
+    if overwrite or not all(p.is_file() for p in outputs.values()):
+        return None
+    with fits.open(out_fits, memmap=False) as hdul:
+        h = hdul[0].header
+        beam = [h["BMAJ"] * 3600, h["BMIN"] * 3600, h.get("BPA", 0.0)] if "BMAJ" in h else None
+        jytok = h.get("JYTOK")
+    log.info("%s: %s and its siblings exist, skipping (overwrite=False)", step, out_fits)
+    return PostResult(step=step, output=str(out_fits), outputs={k: str(v) for k, v in outputs.items()},
+                      beam_arcsec=beam, numbers={"jytok": jytok}, skipped=True)
+
+
 def postprocess_cube(
     image_root: str | os.PathLike[str],
     out_fits: str | os.PathLike[str],
@@ -1315,6 +1373,9 @@ def postprocess_cube(
     workdir : path
         Where the CASA intermediates (``_pbcorr.image``, ``_pbcorr_round.image``, ...) live.
     """
+    done = _finished("postprocess_cube", Path(out_fits), export_jybeam, overwrite)
+    if done:
+        return done
     root = Path(image_root)
     image = Path(f"{root}.image")
     pb = Path(f"{root}.pb")
@@ -1420,6 +1481,9 @@ def postprocess_mosaic(
     """
     if not part_roots:
         raise ImagingError(f"mosaic {out_fits}: no parts given")
+    done = _finished("postprocess_mosaic", Path(out_fits), export_jybeam, overwrite)
+    if done:
+        return done
     if part_tp_fits is not None and len(part_tp_fits) != len(part_roots):
         raise ImagingError(f"mosaic {out_fits}: {len(part_tp_fits)} TP cubes for {len(part_roots)} parts")
     if tp_fits is not None and part_tp_fits is not None:

@@ -55,6 +55,8 @@ SM_PB_REF_HZ = 230.538e9
 TP_IMAGE_BEAM_ARCSEC_HZ = 28.953 * 230.1535e9
 #: TP spectral window name (ALMA style)
 TP_SPW_NAME = "ALMA_RB_06#BB_1#SW-01#FULL_RES"
+#: name of the optional line-free spw (``extra_spw``)
+EXTRA_SPW_NAME = "ALMA_RB_06#BB_2#SW-01#FULL_RES"
 #: intents of ON and OFF integrations
 ON_INTENT = "OBSERVE_TARGET#ON_SOURCE"
 OFF_INTENT = "OBSERVE_TARGET#OFF_SOURCE"
@@ -64,7 +66,7 @@ TP_MODEL_CELL_ARCSEC = 2.0
 TP_PRESETS: dict[str, dict[str, Any]] = {
     # CI: 2 antennas, one coverage of a 110" square, ~110 channels
     "tiny": {"n_antennas": 2, "map_size_arcsec": 110.0, "n_coverages": 1, "chan_per_model_chan": 1,
-             "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.001},
+             "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.0005},
     # benchmarks: 4 antennas, 2 coverages of a 150" square, model channels halved
     "bench": {"n_antennas": 4, "map_size_arcsec": 150.0, "n_coverages": 2, "chan_per_model_chan": 2,
               "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.002},
@@ -215,8 +217,9 @@ def _tp_antennas(n: int) -> dict[str, Any]:
     return ants
 
 
-def _add_syscal(ct: Any, ms: Path, tsys_k: np.ndarray, nchan: int, t_range: tuple[float, float]) -> None:
-    """Add a SYSCAL subtable with TSYS_SPECTRUM (per antenna, both polarisations, flat)."""
+def _add_syscal(ct: Any, ms: Path, tsys_k: np.ndarray, nchan: int, t_range: tuple[float, float],
+                n_spw: int = 1) -> None:
+    """Add a SYSCAL subtable with TSYS_SPECTRUM (per antenna and spw, both polarisations, flat)."""
     tb = ct.table()
     desc = {
         "ANTENNA_ID": {"valueType": "int", "dataManagerType": "StandardStMan", "option": 0,
@@ -239,14 +242,15 @@ def _add_syscal(ct: Any, ms: Path, tsys_k: np.ndarray, nchan: int, t_range: tupl
     try:
         tb.create(str(path), desc, nrow=0)
         n_ant = tsys_k.size
-        tb.addrows(n_ant)
+        nrow = n_ant * n_spw
+        tb.addrows(nrow)
         tmid = 0.5 * (t_range[0] + t_range[1])
-        tb.putcol("ANTENNA_ID", np.arange(n_ant, dtype=np.int32))
-        tb.putcol("FEED_ID", np.zeros(n_ant, dtype=np.int32))
-        tb.putcol("SPECTRAL_WINDOW_ID", np.zeros(n_ant, dtype=np.int32))
-        tb.putcol("TIME", np.full(n_ant, tmid))
-        tb.putcol("INTERVAL", np.full(n_ant, t_range[1] - t_range[0] + 10.0))
-        spec = np.broadcast_to(tsys_k[None, None, :], (2, nchan, n_ant)).astype(np.float32)
+        tb.putcol("ANTENNA_ID", np.tile(np.arange(n_ant, dtype=np.int32), n_spw))
+        tb.putcol("FEED_ID", np.zeros(nrow, dtype=np.int32))
+        tb.putcol("SPECTRAL_WINDOW_ID", np.repeat(np.arange(n_spw, dtype=np.int32), n_ant))
+        tb.putcol("TIME", np.full(nrow, tmid))
+        tb.putcol("INTERVAL", np.full(nrow, t_range[1] - t_range[0] + 10.0))
+        spec = np.broadcast_to(np.tile(tsys_k, n_spw)[None, None, :], (2, nchan, nrow)).astype(np.float32)
         tb.putcol("TSYS_SPECTRUM", np.ascontiguousarray(spec))
         tb.close()
         tb.open(str(ms), nomodify=False)
@@ -275,6 +279,7 @@ def simulate_tp_ms(
     off_noise_factor: float = 0.1,
     jyperk_beam_arcsec: float | None = None,
     float_data: bool = False,
+    extra_spw: bool = False,
     seed: int = 42,
 ) -> dict[str, Any]:
     """Simulate one ALMA TP measurement set of a model sky, plus a ``jyperk.csv``.
@@ -282,7 +287,8 @@ def simulate_tp_ms(
     Parameters
     ----------
     outdir : path
-        Directory receiving ``<ms_name>`` and ``jyperk.csv`` (created; both replaced).
+        Directory receiving ``<ms_name>`` (replaced) and ``jyperk.csv`` (the rows of this MS
+        are replaced, those of other MSes kept).
     model_image : path
         CASA model image (RA, Dec, Stokes, Freq; Jy/pixel; LSRK), as ``simulate()`` writes it.
     vsys_kms : float
@@ -309,6 +315,9 @@ def simulate_tp_ms(
         29.0" at 230.15 GHz), so that the jyperk and beam-factor paths agree.
     float_data : bool
         Store the spectra in FLOAT_DATA (and drop DATA), as ``importasdm`` writes ALMA TP data.
+    extra_spw : bool
+        Add a line-free spectral window 2 GHz below the line spw, written first (the line spw
+        is then spw 1, as in multi-spw ALMA data), with its SYSCAL and jyperk.csv rows.
     seed : int
         Seed of all random numbers.
 
@@ -373,7 +382,7 @@ def simulate_tp_ms(
             raw_ms = build / "raw.ms"
             n_on, n_off = _observe(ct, raw_ms, ants, model, raster, int(p["n_coverages"]),
                                    float(p["integration_s"]), freq0, dn, nchan, date, project,
-                                   field_name, tp_model)
+                                   field_name, tp_model, extra_spw)
             timings["predict"] = round(time.perf_counter() - t0, 3)
 
             t0 = time.perf_counter()
@@ -388,7 +397,7 @@ def simulate_tp_ms(
             k_per_jypb = 1.0 / jy_per_k(freq_hz=f_topo, area_arcsec2=area)
             trange = _corrupt(ct, final_tmp, gains, tsys, k_per_jypb, float(p["noise_k"]), baseline_k,
                               off_noise_factor, rng)
-            _add_syscal(ct, final_tmp, tsys, nchan, trange)
+            _add_syscal(ct, final_tmp, tsys, nchan, trange, n_spw=2 if extra_spw else 1)
             if float_data:
                 _to_float_data(ct, final_tmp)
             timings["corrupt"] = round(time.perf_counter() - t0, 3)
@@ -397,11 +406,17 @@ def simulate_tp_ms(
             jyperk_beam_arcsec = TP_IMAGE_BEAM_ARCSEC_HZ / f_sky
         factor = jy_per_k(jyperk_beam_arcsec, freq_hz=f_sky)
         csv_tmp = build / "jyperk.csv"
+        keep: list[list[str]] = []
+        if (out / "jyperk.csv").is_file():  # other MSes of the same directory keep their rows
+            with open(out / "jyperk.csv", newline="") as fh:
+                keep = [row for row in list(csv.reader(fh))[1:] if row and row[0] != ms_name]
         with open(csv_tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["MS", "Antenna", "Spwid", "Polarization", "Factor"])
-            for name in ants["names"]:
-                w.writerow([ms_name, name, 0, "I", f"{factor:.6f}"])
+            w.writerows(keep)
+            for spw in range(2 if extra_spw else 1):
+                for name in ants["names"]:
+                    w.writerow([ms_name, name, spw, "I", f"{factor:.6f}"])
         final_ms = out / ms_name
         if final_ms.exists():
             shutil.rmtree(final_ms)
@@ -419,6 +434,7 @@ def simulate_tp_ms(
         "antennas": list(ants["names"]),
         "antenna_config": "aca.tp.cfg",
         "spw_name": TP_SPW_NAME,
+        "line_spw": 1 if extra_spw else 0,
         "n_channels": nchan,
         "channel_width_hz": dn,
         "channel_width_kms": dv,
@@ -444,7 +460,7 @@ def simulate_tp_ms(
 
 def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], raster: np.ndarray,
              n_cov: int, t_int: float, freq0: float, dn: float, nchan: int, date: str, project: str,
-             field_name: str, tp_model: Path) -> tuple[int, int]:
+             field_name: str, tp_model: Path, extra_spw: bool = False) -> tuple[int, int]:
     """Run the simulator: OFF + raster row, for every row and coverage; returns (n_on, n_off)."""
     from phangs_operators.routines.simulate import _offset_direction  # noqa: PLC0415
 
@@ -469,8 +485,11 @@ def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], ras
         sm.setconfig(telescopename=ants["telescope"], x=ants["x"], y=ants["y"], z=ants["z"],
                      dishdiameter=ants["diam"], mount=["alt-az"], antname=ants["names"],
                      padname=ants["pads"], coordsystem="global", referencelocation=ants["posobs"])
-        sm.setspwindow(spwname=TP_SPW_NAME, freq=f"{freq0:.3f}Hz", deltafreq=f"{dn:.3f}Hz",
-                       freqresolution=f"{dn:.3f}Hz", nchannels=nchan, refcode="TOPO", stokes="XX YY")
+        spws = [(EXTRA_SPW_NAME, freq0 - 2e9)] if extra_spw else []
+        spws.append((TP_SPW_NAME, freq0))
+        for name, f0 in spws:
+            sm.setspwindow(spwname=name, freq=f"{f0:.3f}Hz", deltafreq=f"{dn:.3f}Hz",
+                           freqresolution=f"{dn:.3f}Hz", nchannels=nchan, refcode="TOPO", stokes="XX YY")
         sm.setfeed(mode="perfect X Y", pol=[""])
         sm.setlimits(shadowlimit=0.01, elevationlimit="10deg")
         sm.setauto(1.0)
@@ -480,10 +499,11 @@ def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], ras
         sm.settimes(integrationtime=f"{t_int}s", usehourangle=True, referencetime=me.epoch("UTC", date))
         n = len(directions)
         starts = [(k - n / 2.0) * t_int for k in range(n)]
-        sm.observemany(sourcenames=[field_name] * n, spwname=TP_SPW_NAME,
-                       starttimes=[f"{s}s" for s in starts], stoptimes=[f"{s + t_int}s" for s in starts],
-                       directions=directions, project=project)
-        sm.setdata(fieldid=[0])
+        for name, _ in spws:
+            sm.observemany(sourcenames=[field_name] * n, spwname=name,
+                           starttimes=[f"{s}s" for s in starts], stoptimes=[f"{s + t_int}s" for s in starts],
+                           directions=directions, project=project)
+        sm.setdata(spwid=list(range(len(spws))), fieldid=[0])
         sm.setoptions(gridfunction="pb", ftmachine="sd", location=ants["posobs"])
         sm.predict(imagename=str(tp_model))
     finally:

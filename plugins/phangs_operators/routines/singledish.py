@@ -7,12 +7,13 @@ The chain, with the tasks casatasks 6.7 has (the ASAP tasks and ``scaleautocorr`
    (LSRK, radio) with enough line-free channels, ON / OFF integrations (STATE intents), a
    ``SYSCAL`` table, DATA or FLOAT_DATA, the pointing extent; a ``jyperk.csv`` must hold every
    TP antenna of the MS; a grid finer than the native channels is refused;
-2. **calibrate** (in a copy): ``sdcal`` ``ps`` (OFF integrations) or ``otfraster`` (no OFF
+2. **calibrate** (in a copy of the autocorrelations, spw ids kept): ``sdcal`` ``ps`` (OFF integrations) or ``otfraster`` (no OFF
    integrations) together with ``tsys`` when a SYSCAL table exists, plus the Jy/K table of
    ``gencal(caltype='jyperk')`` when a ``jyperk.csv`` is given, applied at once with
    ``sdcal(calmode='apply')``; data already on the K scale (no SYSCAL, no OFF) pass through
-   (and get the Jy/K table with ``applycal``);
-3. **select** the ON-source autocorrelations of the line spw (``split``, intent ON_SOURCE);
+   (the Jy/K table alone is then applied with ``sdcal(calmode='apply')`` too);
+3. **select** the ON-source autocorrelations of the line spw (``split``, intent
+   ``OBSERVE_TARGET#ON_SOURCE``);
 4. **baseline**: ``sdbaseline`` poly of order ``bl_order``, ``maskmode='list'`` over the
    line-free channels (outside ``vsys +- (vwidth/2 + line_wing_kms)``); the baseline tables
    are kept next to the cube; rms of the line-free residuals per antenna;
@@ -51,8 +52,10 @@ C_KMS = 299792.458
 K_BOLTZMANN = 1.380649e-23
 #: ALMA TP antenna names (real: PM01-PM04; casadata aca.tp.cfg / simulator: T701-T704)
 TP_ANTENNA_PATTERN = re.compile(r"^(PM\d\d|T7\d\d)$")
-ON_SOURCE = "ON_SOURCE"
-OFF_SOURCE = "OFF_SOURCE"
+#: science intents of the ON and OFF integrations (ALMA STATE.OBS_MODE; calibration scans such as
+#: ``CALIBRATE_ATMOSPHERE#OFF_SOURCE`` are neither)
+ON_SOURCE = "OBSERVE_TARGET#ON_SOURCE"
+OFF_SOURCE = "OBSERVE_TARGET#OFF_SOURCE"
 #: minimum number of line-free channels (beyond the fitted parameters) for the baseline fit
 MIN_FREE_CHANNELS = 8
 #: relative tolerance of "same velocity grid"
@@ -239,6 +242,7 @@ def _inspect_ms(ct: Any, ms: Path, *, restfreq_ghz: float, vsys_kms: float, vwid
         kw = tb.getkeywords()
         a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
         state = tb.getcol("STATE_ID")
+        times = tb.getcol("TIME")
         ddid = tb.getcol("DATA_DESC_ID")
         tb.close()
         tb.open(str(ms / "ANTENNA"))
@@ -251,12 +255,15 @@ def _inspect_ms(ct: Any, ms: Path, *, restfreq_ghz: float, vsys_kms: float, vwid
         dd_spw = tb.getcol("SPECTRAL_WINDOW_ID")
         tb.close()
         has_syscal = False
+        syscal_spws: list[int] = []
         if "SYSCAL" in kw:
             tb.open(str(ms / "SYSCAL"))
             has_syscal = tb.nrows() > 0
+            syscal_spws = sorted(set(int(x) for x in tb.getcol("SPECTRAL_WINDOW_ID"))) if has_syscal else []
             tb.close()
         tb.open(str(ms / "POINTING"))
         pdir = tb.getcol("DIRECTION")[:, 0, :] if tb.nrows() else np.zeros((2, 0))
+        ptime = tb.getcol("TIME") if tb.nrows() else np.zeros(0)
         tb.close()
     finally:
         tb.close()
@@ -313,6 +320,10 @@ def _inspect_ms(ct: Any, ms: Path, *, restfreq_ghz: float, vsys_kms: float, vwid
         raise SingleDishError(
             f"{ms}: spw {spw} has {int(free.sum())} line-free channels outside {want[0]:.1f}~{want[1]:.1f} km/s; "
             f"at least {MIN_FREE_CHANNELS + bl_order + 1} are needed for a baseline of order {bl_order}")
+    if has_syscal and spw not in syscal_spws:
+        raise SingleDishError(
+            f"{ms}: the SYSCAL table holds Tsys for spw {syscal_spws}, not for the line spw {spw}; "
+            "Tsys spw mapping is not implemented")
     if has_syscal:
         mode = "ps,tsys" if has_off else "otfraster,tsys"
     elif has_off:
@@ -320,19 +331,22 @@ def _inspect_ms(ct: Any, ms: Path, *, restfreq_ghz: float, vsys_kms: float, vwid
             f"{ms}: OFF integrations but no SYSCAL table: the data cannot be put on the K scale (Tsys wanted)")
     else:
         mode = "none"
-    # pointing extent
+    # pointing extent of the ON integrations (pointing rows nearest in time to ON rows)
+    max_off = 0.0
     if pdir.shape[1]:
+        on_times = np.unique(times[on_rows])
+        step = float(np.median(np.diff(on_times))) if on_times.size > 1 else 1.0
+        k = np.clip(np.searchsorted(on_times, ptime), 1, max(on_times.size - 1, 1))
+        near = np.minimum(np.abs(ptime - on_times[k - 1]), np.abs(ptime - on_times[np.minimum(k, on_times.size - 1)]))
+        sel = near <= 0.5 * step
         ra0, dec0 = centre_rad
-        x = (pdir[0] - ra0) * np.cos(dec0)
-        y = pdir[1] - dec0
-        r = np.degrees(np.hypot(x, y)) * 3600.0
-        r = r[r < 300.0]  # OFF positions are far away
+        dra = (pdir[0, sel] - ra0 + np.pi) % (2.0 * np.pi) - np.pi
+        r = np.degrees(np.hypot(dra * np.cos(dec0), pdir[1, sel] - dec0)) * 3600.0
         max_off = float(r.max()) if r.size else 0.0
-    else:
-        max_off = 0.0
     return _MsPlan(path=ms, spw=spw, column=column, tp_antennas=tp_ants, on_states=on_states,
                    has_off=has_off, has_syscal=has_syscal, free_chans=channel_ranges(free), native_kms=native,
-                   n_on_rows=int(on_rows.sum()), max_offset_arcsec=max_off,
+                   n_on_rows=int(np.sum(on_rows & np.isin(ddid, np.flatnonzero(dd_spw == spw)))),
+                   max_offset_arcsec=max_off,
                    ref_freq_hz=float(restfreq_ghz * 1e9 * (1.0 - vsys_kms / C_KMS)), sdcal_mode=mode)
 
 
@@ -353,38 +367,47 @@ def _check_jyperk(rows: list[dict[str, Any]], plan: _MsPlan, csv_path: Path) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def _calibrate(cta: Any, plan: _MsPlan, work: Path, jyperk_csv: Path | None) -> tuple[Path, str]:
+def _require(path: Path, step: str, ms: Path) -> Path:
+    """CASA tasks often log an error and return: check that the step wrote its output."""
+    if not path.exists():
+        raise SingleDishError(f"{ms}: {step} wrote no {path.name} (see the CASA log)")
+    return path
+
+
+def _calibrate(cta: Any, plan: _MsPlan, work: Path, jyperk_csv: Path | None, index: int) -> tuple[Path, str]:
     """Copy (autocorrelations of the line spw), sdcal / jyperk in the copy; returns (MS, column)."""
-    sub = work / f"ms{abs(hash(str(plan.path))) % 10**8:08d}"
+    sub = work / f"cal{index}"
     sub.mkdir(parents=True, exist_ok=True)
     copy = sub / plan.path.name  # same basename: the jyperk.csv MS column refers to it
-    cta.split(vis=str(plan.path), outputvis=str(copy), spw=str(plan.spw), antenna="*&&&",
+    # every spw is kept (ids unchanged: jyperk.csv and SYSCAL refer to them); sdcal works on the line spw
+    cta.split(vis=str(plan.path), outputvis=str(copy), antenna="*&&&",
               datacolumn=plan.column, keepflags=True)
+    _require(copy, "split (autocorrelations of the line spw)", plan.path)
     tables: list[str] = []
     if plan.sdcal_mode != "none":
         sky_mode = plan.sdcal_mode.split(",")[0]
         sky = sub / "sky.tbl"
         tsys = sub / "tsys.tbl"
-        cta.sdcal(infile=str(copy), calmode=sky_mode, outfile=str(sky), overwrite=True)
+        cta.sdcal(infile=str(copy), calmode=sky_mode, spw=str(plan.spw), outfile=str(sky), overwrite=True)
+        # calmode='tsys' accepts only spw='' (all): SYSCAL rows of every spw
         cta.sdcal(infile=str(copy), calmode="tsys", outfile=str(tsys), overwrite=True)
-        tables += [str(sky), str(tsys)]
+        tables += [str(_require(sky, f"sdcal {sky_mode}", plan.path)), str(_require(tsys, "sdcal tsys", plan.path))]
     if jyperk_csv is not None:
         jk = sub / "jyperk.tbl"
         cta.gencal(vis=str(copy), caltable=str(jk), caltype="jyperk", infile=str(jyperk_csv))
-        tables.append(str(jk))
+        tables.append(str(_require(jk, f"gencal jyperk ({jyperk_csv})", plan.path)))
     if not tables:
         return copy, "data"
-    if plan.sdcal_mode != "none":
-        cta.sdcal(infile=str(copy), calmode="apply", applytable=tables, outfile="")
-    else:
-        cta.applycal(vis=str(copy), gaintable=tables, calwt=False, flagbackup=False)
+    # sdcal apply handles DATA and FLOAT_DATA alike (sky, Tsys and Jy/K tables at once)
+    cta.sdcal(infile=str(copy), calmode="apply", spw=str(plan.spw), applytable=tables, outfile="")
     return copy, "corrected"
 
 
 def _select_on(cta: Any, plan: _MsPlan, ms: Path, column: str, out: Path) -> Path:
-    intent = f"*{ON_SOURCE}*" if plan.on_states else ""
-    cta.split(vis=str(ms), outputvis=str(out), intent=intent, datacolumn=column, keepflags=True)
-    return out
+    intent = f"{ON_SOURCE}*" if plan.on_states else ""
+    cta.split(vis=str(ms), outputvis=str(out), spw=str(plan.spw), intent=intent, datacolumn=column,
+              keepflags=True)
+    return _require(out, "split (ON-source rows)", plan.path)
 
 
 def _baseline(cta: Any, ct: Any, plan: _MsPlan, ms: Path, out: Path, bl_order: int,
@@ -395,6 +418,7 @@ def _baseline(cta: Any, ct: Any, plan: _MsPlan, ms: Path, out: Path, bl_order: i
     cta.sdbaseline(infile=str(ms), datacolumn=column, spw=f"0:{sel}", maskmode="list", blfunc="poly",
                    order=int(bl_order), outfile=str(out), overwrite=True, blformat="table",
                    bloutput=str(bltable), dosubtract=True)
+    _require(out, "sdbaseline", plan.path)
     tb = ct.table()
     try:
         tb.open(str(out))
@@ -476,7 +500,7 @@ def make_singledish_cube(
     bl_order: int = 1,
     line_wing_kms: float = 200.0,
     phasecenter: str,
-    jyperk_csv: str | os.PathLike[str] | None = None,
+    jyperk_csv: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     velocity_grid_kms: Sequence[float] | None = None,
     cell_arcsec: float | None = None,
     workdir: str | os.PathLike[str],
@@ -503,8 +527,9 @@ def make_singledish_cube(
         Extra width on each side of the line window kept out of the baseline fit [km/s].
     phasecenter : str
         Map centre, e.g. ``'J2000 12h00m00.0s -30d00m00.0s'``.
-    jyperk_csv : path, optional
-        ALMA ``jyperk.csv``; without it K -> Jy/beam uses the image beam's factor.
+    jyperk_csv : path or list of path, optional
+        ALMA ``jyperk.csv`` file(s) (one per MOUS; each MS takes the file that names it);
+        without it K -> Jy/beam uses the image beam's factor.
     velocity_grid_kms : sequence of float, optional
         The interferometric product's channel centres [km/s] (see
         :func:`product_velocity_grid`); default: from ``vsys``, ``vwidth``, ``chan_dv_kms``.
@@ -564,12 +589,22 @@ def make_singledish_cube(
     names = [pl.path.name for pl in plans]
     if len(set(names)) != len(names):
         raise SingleDishError(f"TP measurement sets must have distinct names (jyperk.csv keys on them): {names}")
-    jk_path = Path(jyperk_csv).resolve() if jyperk_csv else None
+    if not jyperk_csv:
+        csv_list: list[Path] = []
+    elif isinstance(jyperk_csv, (str, os.PathLike)):
+        csv_list = [Path(jyperk_csv).resolve()]
+    else:
+        csv_list = [Path(c).resolve() for c in jyperk_csv]
     factors: dict[str, float] = {}
-    if jk_path is not None:
-        rows = read_jyperk_csv(jk_path)
-        for pl in plans:
-            factors.update(_check_jyperk(rows, pl, jk_path))
+    csv_of: dict[int, Path | None] = {k: None for k in range(len(plans))}
+    if csv_list:
+        tables = [(c, read_jyperk_csv(c)) for c in csv_list]
+        for k, pl in enumerate(plans):
+            # the file holding rows of this MS (ALMA: one jyperk.csv per MOUS)
+            c, rows = next(((c, r) for c, r in tables if any(x["ms"] == pl.path.name for x in r)), tables[0])
+            factors.update(_check_jyperk(rows, pl, c))
+            csv_of[k] = c
+    jk_path = csv_list[0] if csv_list else None
     timings["inspect"] = round(time.perf_counter() - t0, 3)
 
     run = work / f"sd_{out.stem}"
@@ -583,19 +618,25 @@ def make_singledish_cube(
     bl_ms: list[str] = []
     t_cal = t_sel = t_bl = 0.0
     for k, pl in enumerate(plans):
-        t0 = time.perf_counter()
-        cal_ms, column = _calibrate(cta, pl, run, jk_path)
-        t_cal += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        on_ms = _select_on(cta, pl, cal_ms, column, run / f"on{k}.ms")
-        shutil.rmtree(cal_ms.parent, ignore_errors=True)
-        t_sel += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out_bl = run / f"bl{k}.ms"
-        rms.update(_baseline(cta, ct, pl, on_ms, out_bl, bl_order, bl_dir_tmp / f"{pl.path.stem}.bltable"))
-        shutil.rmtree(on_ms, ignore_errors=True)
-        bl_ms.append(str(out_bl))
-        t_bl += time.perf_counter() - t0
+        step = "calibration"
+        try:
+            t0 = time.perf_counter()
+            cal_ms, column = _calibrate(cta, pl, run, csv_of[k], k)
+            t_cal += time.perf_counter() - t0
+            step, t0 = "ON-source selection", time.perf_counter()
+            on_ms = _select_on(cta, pl, cal_ms, column, run / f"on{k}.ms")
+            shutil.rmtree(cal_ms.parent, ignore_errors=True)
+            t_sel += time.perf_counter() - t0
+            step, t0 = "baseline subtraction", time.perf_counter()
+            out_bl = run / f"bl{k}.ms"
+            rms.update(_baseline(cta, ct, pl, on_ms, out_bl, bl_order, bl_dir_tmp / f"{pl.path.stem}.bltable"))
+            shutil.rmtree(on_ms, ignore_errors=True)
+            bl_ms.append(str(out_bl))
+            t_bl += time.perf_counter() - t0
+        except SingleDishError:
+            raise
+        except Exception as exc:  # CASA raises RuntimeError / AssertionError of its own
+            raise SingleDishError(f"{pl.path}: {step} failed: {exc}") from exc
         calibration[str(pl.path)] = {
             "sdcal": pl.sdcal_mode, "spw": pl.spw, "column": pl.column, "antennas": pl.tp_antennas,
             "on_rows": pl.n_on_rows, "native_kms": pl.native_kms,
@@ -613,11 +654,14 @@ def make_singledish_cube(
     prefix = run / "tp_cube"
     v0, dv, n = grid
     jy_path = jk_path is not None
-    cta.tsdimaging(infiles=bl_ms, outfile=str(prefix), overwrite=True, mode="velocity", nchan=n,
-                   start=f"{v0:.8f}km/s", width=f"{dv:.8f}km/s", veltype="radio", outframe="LSRK",
-                   restfreq=f"{restfreq_ghz:.8f}GHz", gridfunction="GJINC", cell=f"{cell}arcsec",
-                   imsize=[npix, npix], phasecenter=phasecenter, stokes="I",
-                   brightnessunit="Jy/beam" if jy_path else "K")
+    try:
+        cta.tsdimaging(infiles=bl_ms, outfile=str(prefix), overwrite=True, mode="velocity", nchan=n,
+                       start=f"{v0:.8f}km/s", width=f"{dv:.8f}km/s", veltype="radio", outframe="LSRK",
+                       restfreq=f"{restfreq_ghz:.8f}GHz", gridfunction="GJINC", cell=f"{cell}arcsec",
+                       imsize=[npix, npix], phasecenter=phasecenter, stokes="I",
+                       brightnessunit="Jy/beam" if jy_path else "K")
+    except Exception as exc:
+        raise SingleDishError(f"tsdimaging of {names} onto {n} x {dv:.4f} km/s failed: {exc}") from exc
     image = Path(f"{prefix}.image")
     if not image.is_dir():
         raise SingleDishError(f"tsdimaging wrote no image for {names} (see the CASA log)")

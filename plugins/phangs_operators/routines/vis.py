@@ -444,7 +444,8 @@ def _select_fields(ms: Path, target_field: str | Sequence[str] | None) -> tuple[
         return list(range(len(names))), names
     patterns = [target_field] if isinstance(target_field, str) else list(target_field)
     patterns = [q.strip() for p in patterns for q in str(p).split(",") if q.strip()]
-    ids = [i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
+    # case-insensitive: PHANGS target names are lower case, ALMA field names usually not
+    ids = [i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n.lower(), pat.lower()) for pat in patterns)]
     if not ids:
         raise StagingError(
             f"measurement set {str(ms)!r} has no field matching {patterns} (fields: {sorted(set(names))})"
@@ -556,6 +557,7 @@ def stage_line_product(
     statwt_edge_kms: float | None = 50.0,
     fitorder: int = 0,
     lines_to_exclude: Sequence[str] | None = None,
+    lines_to_flag: Sequence[str] | None = None,
     exclude_ranges_ghz: Sequence[tuple[float, float]] | None = None,
     do_contsub: bool = True,
     do_statwt: bool = True,
@@ -582,7 +584,8 @@ def stage_line_product(
     channel_kms : float
         Target channel width (km/s); the PHANGS scheme gives the final common width.
     target_field : str or list of str, optional
-        Field names or shell patterns (``'ngc0628*'``); ``None`` selects every field.
+        Field names or shell patterns (``'ngc0628*'``, case-insensitive); ``None`` selects
+        every field.
     statwt_edge_kms : float, optional
         Line-free edge width (km/s) used by ``statwt`` on each side.
     fitorder : int
@@ -590,6 +593,8 @@ def stage_line_product(
     lines_to_exclude : list of str, optional
         Lines/families kept out of the continuum fit (at ``vsys +- vwidth/2``); the
         product's own line is always excluded.
+    lines_to_flag : list of str, optional
+        Alias of ``lines_to_exclude`` (the PHANGS config key); both lists are used.
     exclude_ranges_ghz : list of (float, float), optional
         Further frequency ranges (GHz, LSRK) kept out of the fit.
     do_contsub, do_statwt : bool
@@ -627,8 +632,9 @@ def stage_line_product(
     inputs = _flatten_inputs(ms_by_array)
     line_lo, line_hi = get_ghz_range_for_line(restfreq_ghz=restfreq_ghz, vsys_kms=vsys_kms, vwidth_kms=vwidth_kms)
     exclude = [(line_lo, line_hi)]
-    if lines_to_exclude:
-        exclude += get_ghz_ranges_for_lines(lines_to_exclude, vsys_kms=vsys_kms, vwidth_kms=vwidth_kms)
+    other_lines = list(lines_to_exclude or []) + list(lines_to_flag or [])
+    if other_lines:
+        exclude += get_ghz_ranges_for_lines(other_lines, vsys_kms=vsys_kms, vwidth_kms=vwidth_kms)
     if exclude_ranges_ghz:
         exclude += [(float(a), float(b)) for a, b in exclude_ranges_ghz]
     exclude = merge_ranges(exclude)

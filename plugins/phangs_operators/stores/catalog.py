@@ -431,7 +431,8 @@ class Catalog:
                                                                         "created_at")]
         self._upsert(conn, products, rows, [*NATURAL_KEY, "version"], update)
         ids = [r.product_id for r in records]
-        conn.execute(inputs.delete().where(inputs.c.product_id.in_(ids)))
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            conn.execute(inputs.delete().where(inputs.c.product_id.in_(ids[start:start + 500])))
         in_rows = [
             {"product_id": r.product_id, "input_uri": uri, "input_sha256": sha}
             for r in records for uri, sha in dict(r.inputs).items()

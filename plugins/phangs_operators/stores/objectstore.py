@@ -20,10 +20,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
@@ -245,6 +247,14 @@ class ProductStore(ABC):
         """True if ``key`` exists."""
         return self.head(key) is not None
 
+    def sweep_incomplete(self, prefix: str, cutoff: datetime) -> int:
+        """Remove unfinished uploads under ``prefix`` started before ``cutoff``; return how many.
+
+        These are invisible leftovers of killed uploads (S3 incomplete multipart uploads,
+        hidden ``.part-*`` files of the local store).
+        """
+        return 0
+
 
 # ============================================================================================
 class LocalProductStore(ProductStore):
@@ -386,6 +396,20 @@ class LocalProductStore(ProductStore):
                 break
             parent = parent.parent
 
+    def sweep_incomplete(self, prefix: str, cutoff: datetime) -> int:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.base.joinpath(*_check_key(folder).split("/")) if folder else self.base
+        removed = 0
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                path = Path(dirpath, name)
+                if name.startswith(".") and ".part-" in name:
+                    with contextlib.suppress(OSError):
+                        if datetime.fromtimestamp(path.stat().st_mtime, UTC) < cutoff:
+                            path.unlink()
+                            removed += 1
+        return removed
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = self.base
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -448,9 +472,9 @@ class S3ProductStore(ProductStore):
         prefix: str = "",
         *,
         conn_id: str = DEFAULT_STORE_CONN_ID,
-        part_size: int = 16 * _MiB,
-        multipart_threshold: int = 16 * _MiB,
-        max_workers: int = 8,
+        part_size: int = 8 * _MiB,
+        multipart_threshold: int = 8 * _MiB,
+        max_workers: int = 10,
         copy_part_size: int = 4096 * _MiB,
         client: Any = None,
     ) -> None:
@@ -546,23 +570,51 @@ class S3ProductStore(ProductStore):
         return hashlib.sha256(data).hexdigest()
 
     def _put_multipart(self, path: str | Path, s3key: str, meta: dict[str, str]) -> str:
-        """Multipart upload: parts read and hashed in order here, sent by a thread pool."""
+        """Multipart upload; returns the SHA-256 of exactly the bytes that were sent.
+
+        Worker threads read their own part (``os.pread``) and send it; each sent part is then
+        fed to one SHA-256 in file order (parts finishing early wait in a small buffer). The
+        submitting thread only hands out part numbers, holding one of ``2 * max_workers``
+        slots per part until it is hashed, so memory stays bounded and no single thread has
+        to read and hash everything before the next part can leave (that serial producer was
+        measured 25-40 % slower than boto3 on a busy 2-core machine).
+        """
+        size = os.path.getsize(path)
         upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=s3key, Metadata=meta)["UploadId"]
         h = hashlib.sha256()
-        parts: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        slots = threading.BoundedSemaphore(2 * self.max_workers)
+        waiting: dict[int, bytes] = {}
+        next_to_hash = 1
+
+        def send(fd: int, number: int, offset: int) -> dict[str, Any]:
+            nonlocal next_to_hash
+            data = os.pread(fd, min(self.part_size, size - offset), offset)
+            result = self._upload_part(s3key, upload_id, number, data)
+            with lock:  # hash in file order, releasing a slot per hashed part
+                waiting[number] = data
+                while next_to_hash in waiting:
+                    h.update(waiting.pop(next_to_hash))
+                    next_to_hash += 1
+                    slots.release()
+            return result
+
+        fd = os.open(path, os.O_RDONLY)
         try:
-            with open(path, "rb") as f, cf.ThreadPoolExecutor(self.max_workers) as pool:
-                pending: set[cf.Future[dict[str, Any]]] = set()
-                number = 0
-                while data := f.read(self.part_size):
-                    h.update(data)  # hash in file order while earlier parts are in flight
-                    number += 1
-                    pending.add(pool.submit(self._upload_part, s3key, upload_id, number, data))
-                    if len(pending) > self.max_workers:  # bound memory to max_workers + 1 parts
-                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                        parts += [d.result() for d in done]
-                parts += [p.result() for p in pending]
-            parts.sort(key=lambda p: p["PartNumber"])
+            with cf.ThreadPoolExecutor(self.max_workers) as pool:
+                futures: list[cf.Future[dict[str, Any]]] = []
+                try:
+                    for number, offset in enumerate(range(0, size, self.part_size), start=1):
+                        while not slots.acquire(timeout=1.0):
+                            failed = [f for f in futures if f.done() and f.exception() is not None]
+                            if failed:
+                                raise failed[0].exception()  # type: ignore[misc]
+                        futures.append(pool.submit(send, fd, number, offset))
+                    parts = [f.result() for f in futures]
+                except BaseException:
+                    for f in futures:
+                        f.cancel()  # do not send queued parts of a failed upload
+                    raise
             self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=s3key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -570,11 +622,17 @@ class S3ProductStore(ProductStore):
             with contextlib.suppress(Exception):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=s3key, UploadId=upload_id)
             raise
+        finally:
+            os.close(fd)
+        if next_to_hash != len(futures) + 1:  # pragma: no cover - defensive
+            raise StoreError(f"internal error: {next_to_hash - 1} of {len(futures)} parts hashed for {s3key}")
         return h.hexdigest()
 
     def _upload_part(self, s3key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        # a file-like body lets botocore stream it with a trailing (aws-chunked) CRC, as
+        # s3transfer does; a bytes body is checksummed in a separate pass first (measured slower)
         resp = self._client.upload_part(
-            Bucket=self.bucket, Key=s3key, UploadId=upload_id, PartNumber=number, Body=data
+            Bucket=self.bucket, Key=s3key, UploadId=upload_id, PartNumber=number, Body=io.BytesIO(data)
         )
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
@@ -666,6 +724,18 @@ class S3ProductStore(ProductStore):
     def delete(self, key: str) -> None:
         with _s3_errors(f"delete {self.uri_for(key)}", self.endpoint):
             self._client.delete_object(Bucket=self.bucket, Key=self._s3key(key))
+
+    def sweep_incomplete(self, prefix: str, cutoff: datetime) -> int:
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        removed = 0
+        with _s3_errors(f"list multipart uploads under {self.base_uri}/{prefix}", self.endpoint):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for up in page.get("Uploads", []):
+                    if up.get("Initiated") is not None and up["Initiated"] < cutoff:
+                        self._client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        removed += 1
+        return removed
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix

@@ -409,6 +409,9 @@ def _remove_temps(store: ProductStore, item: _Item, stale_after: timedelta) -> i
         if obj.key.endswith("/" + item.spec.name) and obj.last_modified is not None and obj.last_modified < cutoff:
             store.delete(obj.key)
             removed += 1
+    swept = store.sweep_incomplete(prefix, cutoff)
+    if swept:
+        log.info("removed %d unfinished uploads under %s", swept, store.uri_for(prefix.rstrip("/")))
     return removed
 
 

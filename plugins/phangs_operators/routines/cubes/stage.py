@@ -16,6 +16,7 @@ from pathlib import Path
 
 from phangs_operators.errors import CubeError
 from phangs_operators.routines.cubes.convolution import (
+    CONVOLVE_KW,
     convolve_cube,
     physical_to_angular_arcsec,
 )
@@ -29,6 +30,7 @@ from phangs_operators.routines.cubes.io import (
 )
 from phangs_operators.routines.cubes.masks import (
     BROAD_KW,
+    STRICT_KW,
     flat_mask_array,
     make_broad_mask,
     mask_header,
@@ -44,7 +46,7 @@ from phangs_operators.routines.cubes.moments import (
     make_mom1wprior,
     make_moments,
 )
-from phangs_operators.routines.cubes.noise import noise_model, write_noise
+from phangs_operators.routines.cubes.noise import NOISE_KW, noise_model, write_noise
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +171,9 @@ def run_derived_stage(cube_fits: str | Path, out_dir: str | Path, *,
     linked_mask_fits : list, optional
         Strict masks of linked configs (``mask_configs``) to add to the broad mask.
     vfield_prior_fits : str or Path, optional
-        Prior velocity field for ``mom1wprior`` (skipped with a warning when absent).
+        Prior velocity field for ``mom1wprior``; default: the moment key's
+        ``other_exts['vfield_prior']`` file ``{target}{ext}`` in ``out_dir`` if it exists
+        (PHANGS: ``{target}_7m+tp_co21_15as_strict_mom1.fits``), else mom1wprior is skipped.
     vfield_fits : str or Path, optional
         Velocity field for the flat masks and round-3 moments (skipped when absent).
     flatstrictmask_kw, flatbroadmask_kw : dict, optional
@@ -183,9 +187,14 @@ def run_derived_stage(cube_fits: str | Path, out_dir: str | Path, *,
     strictmask_kw = dict(strictmask_kw or {})
     broadmask_kw = dict(broadmask_kw or {})
     convolve_kw = dict(convolve_kw or {})
-    unknown = set(broadmask_kw) - BROAD_KW
-    if unknown:
-        raise CubeError(f"broadmask_kw: unknown keyword(s) {sorted(unknown)}")
+    for label, kw, known in (("broadmask_kw", broadmask_kw, BROAD_KW),
+                             ("convolve_kw", convolve_kw, CONVOLVE_KW),
+                             ("noise_kw", noise_kw, NOISE_KW),
+                             ("strictmask_kw", strictmask_kw, STRICT_KW)):
+        unknown = set(kw) - known
+        if unknown:
+            raise CubeError(f"{label}: unknown keyword(s) {sorted(unknown)}; known: "
+                            f"{sorted(known)}")
     if isinstance(resolutions, str):
         resolutions = parse_resolutions(resolutions)
     resolutions = list(resolutions or [])
@@ -265,8 +274,18 @@ def run_derived_stage(cube_fits: str | Path, out_dir: str | Path, *,
                 if d.algorithm != "mom1wprior":
                     continue
                 key = f"{d.name}{'@' + tag if tag else ''}"
-                if vfield_prior_fits is None:
-                    result.skipped[key] = "no velocity-field prior given"
+                prior = vfield_prior_fits
+                if prior is None and d.other_exts.get("vfield_prior"):
+                    # PHANGS: {target}{other_ext} in the same directory, e.g.
+                    # ngc0628_7m+tp_co21_15as_strict_mom1.fits
+                    guess = out_dir / f"{root.split('_')[0]}{d.other_exts['vfield_prior']}"
+                    staged_guess = tx.pending(guess)
+                    if staged_guess is not None:
+                        prior = staged_guess
+                    elif guess.exists():
+                        prior = guess
+                if prior is None:
+                    result.skipped[key] = "no velocity-field prior given or found"
                     continue
                 pre = root + (f"_{tag}" if tag else "")
 
@@ -275,18 +294,21 @@ def run_derived_stage(cube_fits: str | Path, out_dir: str | Path, *,
                     q = tx.pending(p)
                     return q if q is not None else (p if p.exists() else None)
 
+                passed = {name: staged(name) for name in (d.maps_to_pass or [
+                    "strict_mom1", "strict_emom1", "broad_mom1", "broad_emom1", "broad_mom0",
+                    "broad_emom0"])}
                 need = ["strict_mom1", "strict_emom1", "broad_mom1", "broad_emom1"]
-                if any(staged(e) is None for e in need):
+                if any(passed.get(e) is None for e in need):
                     result.skipped[key] = "strict/broad mom1 maps not produced"
                     continue
                 kw = dict(d.kwargs)
                 out_map = out_dir / f"{pre}{d.ext}.fits"
                 out_err = out_dir / f"{pre}{d.ext_error}.fits"
-                make_mom1wprior(staged("strict_mom1"), staged("strict_emom1"),
-                                staged("broad_mom1"), staged("broad_emom1"), out_map, out_err,
-                                broad_mom0=staged("broad_mom0"),
-                                broad_emom0=staged("broad_emom0"),
-                                vfield_prior=vfield_prior_fits,
+                make_mom1wprior(passed["strict_mom1"], passed["strict_emom1"],
+                                passed["broad_mom1"], passed["broad_emom1"], out_map, out_err,
+                                broad_mom0=passed.get("broad_mom0"),
+                                broad_emom0=passed.get("broad_emom0"),
+                                vfield_prior=prior,
                                 vfield_reject_thresh=kw.get("vfield_reject_thresh", "30km/s"),
                                 mom0_thresh=kw.get("mom0_thresh", 2.0), tx=tx)
                 result.files += [str(out_map), str(out_err)]

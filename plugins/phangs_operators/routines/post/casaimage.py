@@ -39,11 +39,11 @@ __all__ = [
     "remove_path",
     "require_image",
     "scratch_name",
-    "set_mask",
-    "write_image_like",
 ]
 
 C_KMS = 299792.458
+#: pixels per block when routines stream a cube channel-block by channel-block (~32 MB float32)
+BLOCK_PIXELS = 8_000_000
 RAD2AS = 180.0 / np.pi * 3600.0
 
 
@@ -223,9 +223,14 @@ def image_info(path: str | os.PathLike[str], what: str = "image") -> ImageInfo:
 
 
 def block_boxes(
-    shape: tuple[int, ...], spectral_axis: int | None, max_pixels: int = 8_000_000
+    shape: tuple[int, ...], spectral_axis: int | None, max_pixels: int | None = None
 ) -> list[tuple[list[int], list[int]]]:
-    """(blc, trc) boxes covering an image in blocks of whole channels (bounded memory)."""
+    """(blc, trc) boxes covering an image in blocks of whole channels (bounded memory).
+
+    ``max_pixels`` defaults to :data:`BLOCK_PIXELS` (read at call time); a block always holds
+    at least one channel.
+    """
+    max_pixels = BLOCK_PIXELS if max_pixels is None else max_pixels
     nd = len(shape)
     if spectral_axis is None:
         return [([0] * nd, [n - 1 for n in shape])]
@@ -241,7 +246,7 @@ def block_boxes(
     return boxes
 
 
-def channel_blocks(info: ImageInfo, max_pixels: int = 8_000_000) -> list[tuple[list[int], list[int]]]:
+def channel_blocks(info: ImageInfo, max_pixels: int | None = None) -> list[tuple[list[int], list[int]]]:
     """:func:`block_boxes` of an image described by ``info``."""
     return block_boxes(info.shape, info.spectral_axis, max_pixels)
 
@@ -327,7 +332,10 @@ def and_masks(target: str | os.PathLike[str], others: list[str | os.PathLike[str
 
 
 def read_cube(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Data (float64, NaN where masked) and validity mask of a whole image."""
+    """Data (float64, NaN where masked) and validity mask of a whole image.
+
+    For tests and small images only: the routines read cubes block by block.
+    """
     ia = casatools().image()
     try:
         ia.open(str(path))
@@ -337,37 +345,3 @@ def read_cube(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         ia.done()
     valid = mask & np.isfinite(data)
     return np.where(valid, data, np.nan), valid
-
-
-def set_mask(path: str | os.PathLike[str], valid: np.ndarray) -> None:
-    """Make ``valid`` (whole-image array, True = good) the default pixel mask of the image."""
-    with opened(path) as ia:
-        shape = tuple(int(n) for n in ia.shape())
-        put_mask_block(ia, valid, [0] * len(shape), [n - 1 for n in shape])
-
-
-def write_image_like(
-    out: str | os.PathLike[str],
-    data: np.ndarray,
-    csys_record: dict,
-    *,
-    unit: str,
-    beam_arcsec: tuple[float, float, float] | None = None,
-    valid: np.ndarray | None = None,
-) -> Path:
-    """Write ``data`` as a new CASA image with a coordinate system record, unit, beam, mask."""
-    ia = casatools().image()
-    arr = np.where(np.isfinite(data), data, 0.0).astype(np.float32)
-    try:
-        ia.fromarray(outfile=str(out), pixels=arr, csys=csys_record, overwrite=True)
-        ia.setbrightnessunit(unit)
-        if beam_arcsec is not None:
-            ia.setrestoringbeam(
-                major=f"{beam_arcsec[0]}arcsec", minor=f"{beam_arcsec[1]}arcsec", pa=f"{beam_arcsec[2]}deg"
-            )
-    finally:
-        ia.done()
-    good = np.isfinite(data) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(data))
-    if not good.all():
-        set_mask(out, good)
-    return Path(out)
