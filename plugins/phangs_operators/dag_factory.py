@@ -43,6 +43,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_KEY_DIR = REPO_ROOT / "include" / "keys"
 DEFAULT_CHUNK_SIZE = 10
 DAG_ID_PREFIX = "phangs_"
+#: array tag of ALMA total-power measurement sets in ms_file_key (and the singledish_config name)
+SINGLEDISH_ARRAY_TAG = "tp"
 
 
 def key_dir_from_environment() -> Path:
@@ -222,6 +224,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
     )
     from phangs_operators.operators.publish import PublishProductsOperator
     from phangs_operators.operators.qa import QA_TASK_ID, QAReportOperator
+    from phangs_operators.operators.singledish import SingleDishCubeOperator
     from phangs_operators.operators.staging import StageVisibilitiesOperator
 
     plan = target_plan(project, target)
@@ -380,6 +383,40 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                     out_fits=str(Path(pdir) / fn.cube_filename(target, config, product, ext="pbcorr_trimmed_k")),
                     workdir=pdir, force=force, serves_configs=[config], serves_product=product)
 
+        # total power: ALMA TP measurement sets -> the single-dish cube feathering uses
+        singledish_tasks: dict[tuple[str, str], Any] = {}
+        for sd_target in dict.fromkeys([target, *plan["units"]]):
+            tp_ms = [str(path or (project.ms_candidates(e) or [Path(e.filename)])[0])
+                     for e, path in project.ms_for(sd_target, SINGLEDISH_ARRAY_TAG)]
+            if not tp_ms:
+                continue
+            sd_conf = project.singledish_config(SINGLEDISH_ARRAY_TAG)
+            for product in project.line_products():
+                out_fits = _singledish_path(project, sd_target, product)
+                if out_fits is None:
+                    log.warning("%s has TP measurement sets but no singledish_key entry for %s",
+                                sd_target, product)
+                    continue
+                lp = project.line_product(product)
+                vsys, vwidth = project.vsys_vwidth(sd_target, check_parent=True)
+                served = [c for c in project.feather_configs()]
+                jyperk = [str(Path(p).parent / "jyperk.csv") for p in tp_ms
+                          if (Path(p).parent / "jyperk.csv").is_file()] or None
+                sd_dir = str(Path(out_fits).parent)
+                with TaskGroup(task_id_for(f"singledish_{sd_target}_{product}") if sd_target != target
+                               else task_id_for(f"singledish_{product}"),
+                               tooltip=f"total power cube of {sd_target} {product}"):
+                    singledish_tasks[(sd_target, product)] = SingleDishCubeOperator(
+                        task_id="singledish", tp_ms=tp_ms, out_fits=str(out_fits), target=sd_target,
+                        product=product, restfreq_ghz=lp.rest_frequency_ghz, vsys_kms=vsys,
+                        vwidth_kms=float(sd_conf.get("vwidth_kms", vwidth)),
+                        chan_dv_kms=float(sd_conf.get("chan_dv_kms", lp.channel_kms)),
+                        phasecenter=project.phasecenter(sd_target),
+                        bl_order=int(sd_conf.get("bl_order", 1)),
+                        line_wing_kms=float(sd_conf.get("line_wing_kms", 200.0)),
+                        jyperk_csv=jyperk, workdir=str(Path(sd_dir) / sd_target), force=force,
+                        serves_configs=served, serves_product=product)
+
         # feathering with total power
         feather_targets = [(t, c, p) for t, c, p in plan["final"] if c in project.feather_configs_by_name]
         for ftarget, fconfig, product in feather_targets:
@@ -399,6 +436,9 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                     out_image=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, casa=True)),
                     sdfactor=float(project.singledish_config().get("sdfactor", 1.0) or 1.0),
                     workdir=pdir, **common)
+                sd_task = singledish_tasks.get((ftarget, product))
+                if sd_task is not None:
+                    sd_task >> feathered
                 final_cubes[(fconfig, product)] = ExportCubeOperator(
                     task_id="export_cube", image=feathered.output,
                     out_fits=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, ext="pbcorr_trimmed_k")),

@@ -147,6 +147,7 @@ CONFIG_PARAMS: dict[str, dict[str, Checker]] = {
     "singledish_config": {
         "bl_order": _int,
         "chan_dv_kms": _float,
+        "line_wing_kms": _float,
         "vwidth_kms": _float,
         "vel_line": _str,
         "vel_cube": _str,

@@ -36,7 +36,7 @@ class PbcorRoundBeamOperator(PhangsBaseOperator):
     casa_step = True
     ui_color = "#f8e0f0"
 
-    def __init__(self, *, cube: Any, out_root: str, pb_cutoff: float = 0.25, **kwargs: Any) -> None:
+    def __init__(self, *, cube: Any, out_root: str, pb_cutoff: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cube, self.out_root, self.pb_cutoff = cube, out_root, pb_cutoff
 
@@ -48,14 +48,15 @@ class PbcorRoundBeamOperator(PhangsBaseOperator):
 
         root = _root(self.cube)
         pbcor = post.pbcor_cube(root + ".image", root + ".pb", self.out_root + "_pbcorr.image",
-                                cutoff=self.pb_cutoff)
-        rounded = post.round_beam(self.out_root + "_pbcorr.image", self.out_root + "_pbcorr_round.image")
-        flat = post.round_beam(root + ".image", self.out_root + "_round.image",
-                               target_beam_arcsec=rounded.to_dict().get("beam_arcsec"))
+                                cutoff=self.pb_cutoff, workdir=".")
+        rounded = post.round_beam(self.out_root + "_pbcorr.image", self.out_root + "_pbcorr_round.image",
+                                  workdir=".")
+        beam = rounded.to_dict().get("beam_arcsec")
+        flat = post.round_beam(root + ".image", self.out_root + "_round.image", target_beam_arcsec=beam,
+                               workdir=".")
         return {"image": self.out_root + "_pbcorr_round.image", "flat": self.out_root + "_round.image",
-                "pb": root + ".pb", "pbcor": pbcor.to_dict(), "round": rounded.to_dict(),
-                "flat_round": flat.to_dict(),
-                "beam_arcsec": rounded.to_dict().get("beam_arcsec")}
+                "pb": root + ".pb", "beam_arcsec": beam, "pbcor": pbcor.to_dict(),
+                "round": rounded.to_dict(), "flat_round": flat.to_dict()}
 
 
 class FeatherOperator(PhangsBaseOperator):
@@ -89,8 +90,12 @@ class FeatherOperator(PhangsBaseOperator):
 
         interf = _image(self.interf)
         sd_image = self.out_image.replace(".image", "_singledish.image")
-        post.import_singledish(self.singledish_fits, interf, sd_image, workdir=".")
-        return post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=".")
+        imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=".")
+        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=".")
+        out = result.to_dict()
+        out.update({"image": self.out_image, "singledish": imported.to_dict(),
+                    "pb": self.interf.get("pb") if isinstance(self.interf, Mapping) else None})
+        return out
 
 
 class LinearMosaicOperator(PhangsBaseOperator):
@@ -117,16 +122,20 @@ class LinearMosaicOperator(PhangsBaseOperator):
 
         parts = list(self.parts)
         images = [_image(p) for p in parts]
-        pbs = [p["pb"] if isinstance(p, Mapping) and p.get("pb") else _image(p).replace(".image", ".pb")
-               for p in parts]
-        return post.linear_mosaic(images, pbs, self.out_image)
+        pbs = [p.get("pb") if isinstance(p, Mapping) else None for p in parts]
+        out_pb = self.out_image[: -len(".image")] + ".pb"
+        result = post.linear_mosaic(images, pbs, self.out_image, out_pb=out_pb, workdir=".")
+        out = result.to_dict()
+        out.update({"image": self.out_image, "pb": out_pb})
+        return out
 
 
 class ExportCubeOperator(PhangsBaseOperator):
-    """Kelvin, trim and the science-ready FITS (PHANGS header cleanup), e.g.
-    ``ngc0628_12m+7m+tp_co21_pbcorr_trimmed_k.fits``.
+    """Trim, convert to Kelvin and export the science-ready FITS with the PHANGS header
+    cleanup: ``{t}_{c}_{p}_pbcorr_trimmed_k.fits`` (and the Jy/beam cube and trimmed primary
+    beam next to it).
 
-    XCom: ``{"fits": <path>, ...}``.
+    XCom: ``{"fits": <K cube>, "fits_jybeam":, "fits_pb":, ...}``.
     """
 
     template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "image", "out_fits")
@@ -134,9 +143,9 @@ class ExportCubeOperator(PhangsBaseOperator):
     casa_step = True
     ui_color = "#e7c6f0"
 
-    def __init__(self, *, image: Any, out_fits: str, **kwargs: Any) -> None:
+    def __init__(self, *, image: Any, out_fits: str, object_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.image, self.out_fits = image, out_fits
+        self.image, self.out_fits, self.object_name = image, out_fits, object_name
 
     def outputs(self, context):
         return [self.out_fits]
@@ -144,11 +153,10 @@ class ExportCubeOperator(PhangsBaseOperator):
     def run_routine(self, context):
         from phangs_operators.routines import postprocess as post  # noqa: PLC0415
 
-        image = _image(self.image)
-        stem = self.out_fits[: -len(".fits")]
-        kelvin = post.convert_to_kelvin(image, stem + "_k.image")
-        trimmed = post.trim_cube(stem + "_k.image", stem + "_trimmed_k.image")
-        exported = post.export_fits(stem + "_trimmed_k.image", self.out_fits)
-        out = exported.to_dict()
-        out.update({"fits": self.out_fits, "kelvin": kelvin.to_dict(), "trim": trimmed.to_dict()})
+        pb = self.image.get("pb") if isinstance(self.image, Mapping) else None
+        result = post.finish_cube(_image(self.image), pb, self.out_fits, object_name=self.object_name,
+                                  workdir=".")
+        out = result.to_dict()
+        outputs = out.get("outputs") or {}
+        out.update({"fits": self.out_fits, "files": [v for k, v in outputs.items() if k.startswith("fits")]})
         return out

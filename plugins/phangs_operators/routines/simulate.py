@@ -910,6 +910,11 @@ def _prepare_outdir(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
 
 
+#: galaxies that also get ALMA TP measurement sets (and their ALMA project code)
+TP_MS_GALAXIES: tuple[str, ...] = ("ngc9999",)
+TP_MS_PROJECTS: dict[str, str] = {"ngc9999": "2024.1.99999.S"}
+
+
 def simulate(outdir: str | os.PathLike[str], preset: str = "tiny", seed: int = 42) -> dict[str, Any]:
     """Simulate the demo project's ALMA data (12m/7m measurement sets and TP cubes).
 
@@ -1085,6 +1090,24 @@ def _simulate_into(build: Path, p: Preset, seed: int, timer: _Timer) -> dict[str
             info["line_flux_jykms"],
             timer.timings[f"tp {gname}"],
         )
+    # ALMA total-power measurement sets of ngc9999 (the TP stage turns them into its cube;
+    # ngc9998 keeps a delivered cube, as in PHANGS-ALMA)
+    from phangs_operators.routines.simulate_tp import simulate_tp_ms  # noqa: PLC0415
+
+    for gi, gname in enumerate(TP_MS_GALAXIES):
+        t0 = time.perf_counter()
+        galaxy = GALAXIES[gname]
+        project = TP_MS_PROJECTS[gname]
+        tp = simulate_tp_ms(build / "ms" / project, model_image=build / "model" / f"{gname}_model.image",
+                            vsys_kms=galaxy.vsys_kms, ms_name=f"{gname}_tp.ms", preset=p.name, project=project,
+                            field_name=gname.upper(), date="2024/04/20", seed=seed * 1000 + 500 + gi)
+        tp.pop("ms", None)
+        tp["path"] = f"ms/{project}/{gname}_tp.ms"
+        tp["jyperk_csv"] = f"ms/{project}/jyperk.csv"
+        tp["galaxy"] = gname
+        manifest.setdefault("tp_measurement_sets", {})[f"{gname}_tp.ms"] = tp
+        timer.add(f"tp ms {gname}", t0)
+        log.info("TP measurement set %s (%.1f s)", tp["path"], timer.timings[f"tp ms {gname}"])
     for part in LINMOS_PARTS:
         manifest["targets"][part]["linmos_parent"] = "ngc9998"
     g2 = GALAXIES["ngc9998"]
