@@ -2,7 +2,8 @@
 
 The scan walks the ``ms_root`` search paths of a key set, fingerprints every measurement
 set (relative path, size and mtime of each file of the MS directory), and compares the
-fingerprints with the state recorded in the catalog (table ``archive_state``; never in
+fingerprints with the state recorded in the catalog (table ``archive_state``, catalog
+migration 0002; never in
 memory, so a restarted scheduler or another worker sees the same history). Each MS is mapped
 to its target through the ``ms_file_key``; a mosaic part maps to its whole target, whose DAG
 runs. An MS no key file knows about is *reported* (logged and recorded with status
@@ -86,7 +87,9 @@ class ScanResult:
 
 
 def _ensure_table(catalog: Catalog) -> None:
-    archive_state.create(catalog.engine, checkfirst=True)
+    """The table comes with catalog migration 0002; opening the catalog migrates it."""
+    if catalog.schema_version() < 2:
+        catalog.migrate()
 
 
 def _ms_index(project: Project) -> dict[Path, str]:

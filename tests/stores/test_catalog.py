@@ -25,15 +25,15 @@ def record(version=1, sha="1" * 64, **kw):
 
 
 def test_migrations_are_versioned_and_idempotent(catalog, catalog_url):
-    assert catalog.schema_version() == 1
+    assert catalog.schema_version() == 2
     assert catalog.migrate() == []  # nothing pending
     again = Catalog.from_url(catalog_url)
-    assert again.schema_version() == 1
+    assert again.schema_version() == 2
     with again.engine.connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
         rows = conn.execute(sa.text("SELECT version, name FROM schema_migrations")).all()
-    assert {"targets", "runs", "products", "inputs", "schema_migrations"} <= names
-    assert [tuple(r) for r in rows] == [(1, "initial")]
+    assert {"targets", "runs", "products", "inputs", "schema_migrations", "archive_state"} <= names
+    assert sorted(tuple(r) for r in rows) == [(1, "initial"), (2, "archive_state")]
     again.close()
 
 
