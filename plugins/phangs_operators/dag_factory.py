@@ -201,6 +201,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
     """Build the DAG of one whole target (a mosaic includes its parts)."""
     from airflow.sdk import DAG, Param, TaskGroup
 
+    from phangs_operators.operators.base import RunStatusOperator
     from phangs_operators.operators.derived import (
         BroadMaskOperator,
         ConvolveCubeOperator,
@@ -264,7 +265,6 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
         tags=tags,
         doc_md=_doc_md(project, target, plan),
         default_args={"owner": "phangs", "retries": 1},
-        render_template_as_native_obj=True,
     )
     force = "{{ params.force }}"
     final_cubes: dict[tuple[str, str], Any] = {}  # (config, product) -> export task (final target)
@@ -313,8 +313,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                         mask = project.cleanmask_path(part, product)
                         geometry = ImageGeometryOperator(
                             task_id="image_geometry", ms=stage.output, workdir=imaging_dir,
-                            geometry_kw={"phasecenter": project.phasecenter(part),
-                                         "scales_arcsec": project.clean_scales_arcsec(config)},
+                            geometry_kw={"phasecenter": project.phasecenter(part)},
                             **common)
                         cube_root = str(Path(imaging_dir) / fn.cube_filename(part, config, product, casa=True,
                                                                               casaext=""))
@@ -325,6 +324,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                             chunk_dir = str(Path(imaging_dir) / "chunks")
                             chunk_common = {"ms": stage.output, "chunk_dir": chunk_dir, "name": name,
                                             "geometry": geometry.output, "tclean_kw": tclean_kw,
+                                            "clean_kw": {"restfreq_ghz": lp.rest_frequency_ghz},
                                             "workdir": imaging_dir, **common}
                             dirty = ImageChunkOperator.partial(
                                 task_id="dirty_chunk", mode="dirty", **chunk_common,
@@ -353,6 +353,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                                 task_id="export_cube", image=post.output,
                                 out_fits=str(Path(dirs["postprocess"]) / fn.cube_filename(
                                     part, config, product, ext="pbcorr_trimmed_k")),
+                                object_name=part.upper(), continuum=not project.is_line_product(product),
                                 workdir=str(dirs["postprocess"]), serves_configs=[config],
                                 serves_product=product, force=force)
                             final_cubes[(config, product)] = export
@@ -463,10 +464,11 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                     ).expand_kwargs(resolutions)
                     noise = NoiseCubeOperator.partial(
                         task_id="noise", noise_kw=project.derived_kwargs(config, product, "noise_kw"),
+                        names=names, out_dir=ddir,
                         workdir=ddir, **common,
                     ).expand(cube=conv.output)
                     strict = StrictMaskOperator.partial(
-                        task_id="strict_mask",
+                        task_id="strict_mask", names=names, out_dir=ddir,
                         strictmask_kw=project.derived_kwargs(config, product, "strictmask_kw"),
                         workdir=ddir, **common,
                     ).expand(cube=noise.output)
@@ -495,6 +497,11 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                               keyset_hash=project.keyset_hash(), catalog=True, trigger_rule="all_done",
                               force=force)
         publishers >> qa
+        # the QA report runs whatever happened upstream (all_done); this watcher makes the run
+        # itself fail when any step failed, so a failed step is never hidden by a green report
+        watcher = RunStatusOperator(task_id="run_status", trigger_rule="one_failed", owner="phangs",
+                                    retries=0)
+        [t for t in dag.tasks if t is not watcher] >> watcher
 
         # broad masks also need the strict masks of the linked configs (PHANGS mask_configs)
         for broad, config, product in broad_pending:

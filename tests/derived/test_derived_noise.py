@@ -113,3 +113,16 @@ def test_tiny_cube_does_not_crash(tmp_path):
     path = write_cube(tmp_path / "tiny.fits", data, synthetic_header((8, 12, 12)))
     res = make_noise_cube(path, tmp_path / "tiny_noise.fits")
     assert np.isfinite(res.median_noise)
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.float64, st.integers(1, 300), elements=st.floats(-4, 4)),
+       st.integers(0, 40))
+def test_single_row_mad_equals_scalar(values, n_nan):
+    from phangs_operators.routines.cubes.noise import mad_zero_centered_sorted_1d
+
+    vals = np.concatenate([values, np.full(n_nan, np.nan)])
+    mask = np.isfinite(vals)
+    ref = mad_zero_centered(vals, mask)
+    got = mad_zero_centered_sorted_1d(np.sort(vals), int(mask.sum()))
+    assert (np.isnan(ref) and np.isnan(got)) or got == ref

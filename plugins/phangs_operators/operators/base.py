@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from phangs_operators import __version__
 
@@ -222,3 +222,22 @@ class PhangsBaseOperator(BaseOperator):
         tmp = qa_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=1, default=str))
         os.replace(tmp, qa_file)
+
+
+class RunStatusOperator(BaseOperator):
+    """Fails the DAG run when a step failed.
+
+    Downstream of every task with trigger rule ``one_failed``: it runs only when something
+    failed, and then fails itself, so the run is marked failed even though the QA report
+    (``all_done``) succeeded. Skipped when everything went well.
+    """
+
+    ui_color = "#f8d7da"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "one_failed")
+        kwargs.setdefault("doc_md", type(self).__doc__)
+        super().__init__(**kwargs)
+
+    def execute(self, context: Mapping[str, Any]) -> None:
+        raise AirflowFailException("a step of this run failed: see the failed task(s) and their logs")

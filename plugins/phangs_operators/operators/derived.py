@@ -8,6 +8,7 @@ never a failure, and every later step passes it through.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,23 @@ class ConvolveCubeOperator(_DerivedOperator):
             return {"res_tag": "", "cube": cube, "coverage": None, "skipped": False}
         from phangs_operators.routines.cubes import convolution  # noqa: PLC0415
 
+        arcsec = self.arcsec
+        if arcsec is None:
+            arcsec = convolution.physical_to_angular_arcsec(float(self.pc), float(self.distance_mpc))
         out = self.derived_path(self.res_tag, "")
-        result = convolution.convolve_cube(cube, out, target_arcsec=self.arcsec, target_pc=self.pc,
-                                           distance_mpc=self.distance_mpc, **self.convolve_kw)
+        result = convolution.convolve_cube(
+            cube, out, target_beam_arcsec=float(arcsec),
+            coverage_fits=self.derived_path(self.res_tag, "_coverage"),
+            coverage2d_fits=self.derived_path(self.res_tag, "_coverage2d"),
+            dist_mpc=self.distance_mpc, **self.convolve_kw)
         rec = result.to_dict()
-        skipped = bool(rec.get("skipped"))
+        skipped = rec.get("status") == "skipped"
+        if skipped:
+            self.log.warning("%s: %s (%.2f arcsec) is finer than the cube's beam (%.2f arcsec): skipped",
+                             cube, self.res_tag, arcsec, rec.get("native_beam_arcsec") or 0)
         return {"res_tag": self.res_tag, "cube": None if skipped else out,
-                "coverage": rec.get("coverage_fits") or rec.get("coverage"),
-                "coverage2d": rec.get("coverage2d_fits"), "skipped": skipped, "convolve": rec}
+                "coverage": rec.get("coverage_fits"), "coverage2d": rec.get("coverage2d_fits"),
+                "skipped": skipped, "convolve": rec}
 
 
 class NoiseCubeOperator(_DerivedOperator):
@@ -113,9 +123,18 @@ class NoiseCubeOperator(_DerivedOperator):
             return rec
         from phangs_operators.routines.cubes.noise import make_noise_cube  # noqa: PLC0415
 
-        out = rec["cube"][: -len(".fits")] + "_noise.fits"
+        out = self.derived_path(rec.get("res_tag") or "", "_noise")
+        result = make_noise_cube(rec["cube"], out, **self.noise_kw).to_dict()
         rec["noise"] = out
-        rec["noise_result"] = make_noise_cube(rec["cube"], out, **self.noise_kw).to_dict()
+        rec["noise_result"] = result
+        median = result.get("median_noise")
+        if median is None or not math.isfinite(float(median)):
+            # e.g. a map smaller than the noise box at a coarse resolution: nothing to mask
+            self.log.warning("%s: the noise is undefined everywhere (map too small for the noise box at "
+                             "this resolution?); no masks or moments at resolution %r", out,
+                             rec.get("res_tag") or "native")
+            rec["skipped"] = True
+            rec["skip_reason"] = "noise undefined everywhere"
         return rec
 
 
@@ -137,7 +156,7 @@ class StrictMaskOperator(_DerivedOperator):
             return rec
         from phangs_operators.routines.cubes.masks import make_strict_mask  # noqa: PLC0415
 
-        out = rec["cube"][: -len(".fits")] + "_strictmask.fits"
+        out = self.derived_path(rec.get("res_tag") or "", "_strictmask")
         result = make_strict_mask(rec["cube"], rec["noise"], out, coverage_fits=rec.get("coverage"),
                                   **self.strictmask_kw)
         rec["strictmask"] = out
@@ -196,12 +215,18 @@ class MomentsOperator(_DerivedOperator):
         rec = _record(self.cube)
         if rec.get("skipped"):
             return {"res_tag": rec.get("res_tag"), "maps": [], "skipped": True}
-        from phangs_operators.routines.cubes.moments import make_moments  # noqa: PLC0415
+        from phangs_operators.routines.cubes.moments import MomentDef, make_moments  # noqa: PLC0415
 
         broad = self.broad_mask["broadmask"] if isinstance(self.broad_mask, Mapping) else self.broad_mask
-        stem = rec["cube"][: -len(".fits")]
-        result = make_moments(rec["cube"], rec["noise"], strict_mask=rec["strictmask"], broad_mask=broad,
-                              out_stem=stem, moments=self.moments)
-        out = result.to_dict()
-        out["res_tag"] = rec.get("res_tag")
-        return out
+        res = rec.get("res_tag") or ""
+        root = Path(self.derived_path(res, "")).name[: -len(".fits")]
+        defs = [MomentDef(name=m["name"], algorithm=m["algorithm"], mask=m.get("mask"), ext=m["ext"],
+                          ext_error=m.get("ext_error") or "", round=int(m.get("round", 1)),
+                          kwargs=dict(m.get("kwargs") or {}), maps_to_pass=list(m.get("maps_to_pass") or []),
+                          other_exts=dict(m.get("other_exts") or {}))
+                for m in self.moments]
+        result = make_moments(rec["cube"], rec["noise"], {"strictmask": rec["strictmask"], "broadmask": broad},
+                              self.out_dir or self.workdir, defs, root=root).to_dict()
+        maps = [p for prod in result.get("products", {}).values() for k, p in prod.items()
+                if k in ("map", "error") and isinstance(p, str)]
+        return {"res_tag": res, "maps": maps, "moments": result}

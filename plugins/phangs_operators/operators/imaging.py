@@ -12,6 +12,7 @@ threshold comes from the noise of the *whole* dirty cube, so chunks clean like o
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ from phangs_operators.operators.base import PhangsBaseOperator
 
 #: default upper bound of mapped chunk instances per task (Airflow degrades beyond ~500)
 MAX_CHUNKS = 200
+
+
+def ms_path(value: Any) -> str:
+    """The MS path of a staging XCom (``out_ms``) or a plain path."""
+    if isinstance(value, Mapping):
+        return str(value.get("out_ms") or value["ms"])
+    return str(value)
 
 
 def chunk_root(chunk_dir: str, name: str, start: int, nchan: int) -> str:
@@ -85,8 +93,9 @@ class ImageChunkOperator(PhangsBaseOperator):
     XCom: ``{"root": <image root>, "start":, "nchan":, ...}`` (``routines.imaging.ImagingResult``).
     """
 
+    # tclean_kw is not templated: recipe values such as "" must reach tclean unchanged
     template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "ms", "chunk_dir",
-                                      "threshold_jy", "mask", "geometry", "tclean_kw", "clean_kw")
+                                      "threshold_jy", "mask", "geometry", "clean_kw")
     stage = "imaging"
     casa_step = True
     ui_color = "#d4edda"
@@ -114,7 +123,7 @@ class ImageChunkOperator(PhangsBaseOperator):
         return chunk_root(self.chunk_dir, self.name + suffix, self.start, self.nchan)
 
     def _ms(self) -> str:
-        return self.ms["ms"] if isinstance(self.ms, Mapping) else self.ms
+        return ms_path(self.ms)
 
     def inputs(self, context):
         return [self._ms()]
@@ -130,17 +139,29 @@ class ImageChunkOperator(PhangsBaseOperator):
         from phangs_operators.routines import imaging  # noqa: PLC0415
 
         geometry = dict(self.geometry) if self.geometry else None
+        tclean_kw = dict(self.tclean_kw)
+        scales = tclean_kw.pop("scales_arcsec", None)
+        extra = dict(self.clean_kw)
         if self.mode == "dirty":
-            return imaging.make_dirty_cube(self._ms(), self.root, geometry=geometry,
-                                           tclean_kw=self.tclean_kw, workdir=".",
-                                           start=self.start, nchan=self.nchan)
+            extra.pop("niter", None)
+            return imaging.make_dirty_cube(self._ms(), self.root, geometry=geometry, tclean_kw=tclean_kw,
+                                           workdir=os.getcwd(), start=self.start, nchan=self.nchan,
+                                           mask=self.mask or None, **extra)
         threshold = self.threshold_jy
-        if isinstance(threshold, Mapping):
-            threshold = threshold["threshold_jy"]
+        noise = None
+        if isinstance(threshold, Mapping):  # from ChunkThresholdOperator: the PHANGS recipe
+            noise, threshold = threshold.get("noise_jy"), None
+        elif threshold in ("", None) or float(threshold) <= 0:
+            threshold = None
+        if extra.get("niter") is not None:
+            tclean_kw["niter"] = int(extra.pop("niter"))
+        if scales is not None:
+            extra["scales_arcsec"] = scales
         return imaging.image_chunk(self._ms(), self.root, start=self.start, nchan=self.nchan,
-                                   geometry=geometry, tclean_kw=self.tclean_kw,
+                                   geometry=geometry, tclean_kw=tclean_kw,
                                    threshold_jy=float(threshold) if threshold is not None else None,
-                                   mask=self.mask or None, workdir=".", **self.clean_kw)
+                                   noise_jy=float(noise) if noise is not None else None,
+                                   mask=self.mask or None, workdir=os.getcwd(), **extra)
 
 
 class ImageGeometryOperator(PhangsBaseOperator):
@@ -162,7 +183,7 @@ class ImageGeometryOperator(PhangsBaseOperator):
     def run_routine(self, context):
         from phangs_operators.routines import imaging  # noqa: PLC0415
 
-        ms = self.ms["ms"] if isinstance(self.ms, Mapping) else self.ms
+        ms = ms_path(self.ms)
         return imaging.image_geometry(ms, **self.geometry_kw)
 
 
@@ -238,12 +259,22 @@ class CleanCubeOperator(PhangsBaseOperator):
         self.clean_kw = dict(clean_kw or {})
 
     def outputs(self, context):
-        return [self.out_root + ".image"]
+        mfs = str(self.tclean_kw.get("specmode", "")).lower() == "mfs"
+        return [self.out_root + (".image.tt0" if mfs else ".image")]
 
     def run_routine(self, context):
         from phangs_operators.routines import imaging  # noqa: PLC0415
 
-        ms = self.ms["ms"] if isinstance(self.ms, Mapping) else self.ms
-        return imaging.clean_cube(ms, self.out_root, geometry=dict(self.geometry) if self.geometry else None,
-                                  tclean_kw=self.tclean_kw, mask=self.mask or None, workdir=".",
-                                  **self.clean_kw)
+        ms = ms_path(self.ms)
+        tclean_kw = dict(self.tclean_kw)
+        scales = tclean_kw.pop("scales_arcsec", None)
+        extra = dict(self.clean_kw)
+        if scales is not None:
+            extra["scales_arcsec"] = scales
+        geometry = dict(self.geometry) if self.geometry else None
+        if str(tclean_kw.get("specmode", "")).lower() == "mfs":
+            extra.pop("restfreq_ghz", None)
+            return imaging.clean_continuum(ms, self.out_root, geometry=geometry, tclean_kw=tclean_kw,
+                                           mask=self.mask or None, workdir=os.getcwd(), **extra)
+        return imaging.clean_cube(ms, self.out_root, geometry=geometry, tclean_kw=tclean_kw,
+                                  mask=self.mask or None, workdir=os.getcwd(), **extra)

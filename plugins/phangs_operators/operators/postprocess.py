@@ -7,7 +7,9 @@ then Kelvin, trim and the science-ready FITS.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from phangs_operators.operators.base import PhangsBaseOperator
@@ -15,6 +17,17 @@ from phangs_operators.operators.base import PhangsBaseOperator
 
 def _root(value: Any) -> str:
     return value["root"] if isinstance(value, Mapping) else str(value)
+
+
+def _product(value: Any, ext: str) -> str:
+    """``root + ext`` of an imaging XCom, or its Taylor-term-0 product (mtmfs continuum)."""
+    if isinstance(value, Mapping):
+        products = value.get("products") or {}
+        for cand in (ext, ext + ".tt0"):
+            if products.get(cand):
+                return str(products[cand])
+    root = _root(value)
+    return root + ext + (".tt0" if not Path(root + ext).exists() and Path(root + ext + ".tt0").exists() else "")
 
 
 def _image(value: Any) -> str:
@@ -46,16 +59,16 @@ class PbcorRoundBeamOperator(PhangsBaseOperator):
     def run_routine(self, context):
         from phangs_operators.routines import postprocess as post  # noqa: PLC0415
 
-        root = _root(self.cube)
-        pbcor = post.pbcor_cube(root + ".image", root + ".pb", self.out_root + "_pbcorr.image",
-                                cutoff=self.pb_cutoff, workdir=".")
+        image, pb = _product(self.cube, ".image"), _product(self.cube, ".pb")
+        pbcor = post.pbcor_cube(image, pb, self.out_root + "_pbcorr.image",
+                                cutoff=self.pb_cutoff, workdir=os.getcwd())
         rounded = post.round_beam(self.out_root + "_pbcorr.image", self.out_root + "_pbcorr_round.image",
-                                  workdir=".")
+                                  workdir=os.getcwd())
         beam = rounded.to_dict().get("beam_arcsec")
-        flat = post.round_beam(root + ".image", self.out_root + "_round.image", target_beam_arcsec=beam,
-                               workdir=".")
+        flat = post.round_beam(image, self.out_root + "_round.image", target_beam_arcsec=beam,
+                               workdir=os.getcwd())
         return {"image": self.out_root + "_pbcorr_round.image", "flat": self.out_root + "_round.image",
-                "pb": root + ".pb", "beam_arcsec": beam, "pbcor": pbcor.to_dict(),
+                "pb": pb, "beam_arcsec": beam, "pbcor": pbcor.to_dict(),
                 "round": rounded.to_dict(), "flat_round": flat.to_dict()}
 
 
@@ -90,8 +103,8 @@ class FeatherOperator(PhangsBaseOperator):
 
         interf = _image(self.interf)
         sd_image = self.out_image.replace(".image", "_singledish.image")
-        imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=".")
-        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=".")
+        imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=os.getcwd())
+        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=os.getcwd())
         out = result.to_dict()
         out.update({"image": self.out_image, "singledish": imported.to_dict(),
                     "pb": self.interf.get("pb") if isinstance(self.interf, Mapping) else None})
@@ -124,7 +137,7 @@ class LinearMosaicOperator(PhangsBaseOperator):
         images = [_image(p) for p in parts]
         pbs = [p.get("pb") if isinstance(p, Mapping) else None for p in parts]
         out_pb = self.out_image[: -len(".image")] + ".pb"
-        result = post.linear_mosaic(images, pbs, self.out_image, out_pb=out_pb, workdir=".")
+        result = post.linear_mosaic(images, pbs, self.out_image, out_pb=out_pb, workdir=os.getcwd())
         out = result.to_dict()
         out.update({"image": self.out_image, "pb": out_pb})
         return out
@@ -143,9 +156,11 @@ class ExportCubeOperator(PhangsBaseOperator):
     casa_step = True
     ui_color = "#e7c6f0"
 
-    def __init__(self, *, image: Any, out_fits: str, object_name: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, image: Any, out_fits: str, object_name: str | None = None,
+                 continuum: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image, self.out_fits, self.object_name = image, out_fits, object_name
+        self.continuum = continuum
 
     def outputs(self, context):
         return [self.out_fits]
@@ -155,7 +170,7 @@ class ExportCubeOperator(PhangsBaseOperator):
 
         pb = self.image.get("pb") if isinstance(self.image, Mapping) else None
         result = post.finish_cube(_image(self.image), pb, self.out_fits, object_name=self.object_name,
-                                  workdir=".")
+                                  kind="continuum" if self.continuum else "cube", workdir=os.getcwd())
         out = result.to_dict()
         outputs = out.get("outputs") or {}
         out.update({"fits": self.out_fits, "files": [v for k, v in outputs.items() if k.startswith("fits")]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,4 +63,4 @@ class SingleDishCubeOperator(PhangsBaseOperator):
             self.tp_ms, self.out_fits, restfreq_ghz=self.restfreq_ghz, vsys_kms=self.vsys_kms,
             vwidth_kms=self.vwidth_kms, chan_dv_kms=self.chan_dv_kms, bl_order=self.bl_order,
             line_wing_kms=self.line_wing_kms, phasecenter=self.phasecenter, jyperk_csv=self._jyperk_list() or None,
-            velocity_grid_kms=self.velocity_grid_kms, workdir=".", overwrite=True)
+            velocity_grid_kms=self.velocity_grid_kms, workdir=os.getcwd(), overwrite=True)

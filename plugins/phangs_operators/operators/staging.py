@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,6 @@ class StageVisibilitiesOperator(PhangsBaseOperator):
         from phangs_operators.routines import vis  # noqa: PLC0415
 
         if self.continuum or not self.line:
-            return vis.stage_continuum_product(self.ms_by_array, self.out_ms, workdir=".",
+            return vis.stage_continuum_product(self.ms_by_array, self.out_ms, workdir=os.getcwd(),
                                                **self.continuum)
-        return vis.stage_line_product(self.ms_by_array, self.out_ms, workdir=".", **self.line)
+        return vis.stage_line_product(self.ms_by_array, self.out_ms, workdir=os.getcwd(), **self.line)

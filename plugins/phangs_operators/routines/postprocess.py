@@ -1162,8 +1162,16 @@ def _validate_fits(path: Path, source_valid_planes: np.ndarray | None, *, kind: 
     with fits.open(path, memmap=True) as hdul:
         hdr = hdul[0].header.copy()
         data = hdul[0].data
-        if data is None or data.ndim != 3:
-            raise CubeError(f"{path}: exported data have {None if data is None else data.ndim} axes, want 3")
+        want = 2 if kind == "continuum" else 3
+        if data is None or data.ndim != want:
+            raise CubeError(f"{path}: exported data have {None if data is None else data.ndim} axes, want {want}")
+        if kind == "continuum":
+            if not np.isfinite(data).any():
+                raise CubeError(f"{path}: the continuum map is all NaN")
+            del data
+            if "BMAJ" not in hdr:
+                raise CubeError(f"{path}: no beam (BMAJ) in the exported header")
+            return {"all_nan_planes": 0, "beam_arcsec": float(hdr["BMAJ"]) * 3600}
         finite_planes = np.concatenate([np.isfinite(data[i: i + 16]).any(axis=(1, 2))
                                         for i in range(0, data.shape[0], 16)])
         del data
@@ -1216,15 +1224,18 @@ def export_fits(
             h = hdul[0].header
             beam = [h["BMAJ"] * 3600, h["BMIN"] * 3600, h.get("BPA", 0.0)] if "BMAJ" in h else None
         return PostResult(step="export_fits", output=str(out), outputs={"fits": str(out)}, beam_arcsec=beam, skipped=True)
-    if kind not in ("cube", "pb"):
-        raise CubeError(f"export_fits kind must be 'cube' or 'pb', got {kind!r}")
+    if kind not in ("cube", "pb", "continuum"):
+        raise CubeError(f"export_fits kind must be 'cube', 'pb' or 'continuum', got {kind!r}")
     info = image_info(in_image, "image to export")
-    if info.spectral_axis is None:
+    if info.spectral_axis is None and kind != "continuum":
         raise CubeError(f"{in_image}: no spectral axis to export as VRAD")
-    if kind == "cube" and info.beams is None:
+    if kind in ("cube", "continuum") and info.beams is None:
         raise CubeError(f"{in_image}: no restoring beam to export")
-    projections, _ = valid_projections(in_image, mask_only=True)
-    planes = projections[info.spectral_axis]
+    if kind == "continuum":
+        planes = None
+    else:
+        projections, _ = valid_projections(in_image, mask_only=True)
+        planes = projections[info.spectral_axis]
     ctk = casatasks()
     work = _workdir(workdir, out)
     tmp = scratch_name(out)
@@ -1238,7 +1249,7 @@ def export_fits(
             hdul.verify("silentfix")
             hdr = hdul[0].header
             data = hdul[0].data
-            notes = clean_header(hdr, None, object_name=object_name, round_beam=(kind == "cube"),
+            notes = clean_header(hdr, None, object_name=object_name, round_beam=(kind != "pb"),
                                  roundbeam_tol=roundbeam_tol, telescope=telescope, pipeline_version=pipeline_version)
             if kind == "pb":
                 hdr.remove("BUNIT", ignore_missing=True)
@@ -1284,10 +1295,13 @@ def finish_cube(
     object_name: str | None = None,
     min_pixperbeam: float = 3.0,
     export_jybeam: bool = True,
+    kind: str = "cube",
     workdir: str | os.PathLike[str],
     overwrite: bool = False,
 ) -> PostResult:
     """Trim, convert to K and export a round-beam cube (PHANGS ``recipe_cleanup_one_target``).
+
+    ``kind='continuum'`` exports the single-plane continuum image as a 2-D map.
 
     Writes, next to ``out_fits`` (``{stem}_pbcorr_trimmed_k.fits``): the K cube, the Jy/beam
     cube ``{stem}_pbcorr_trimmed.fits`` (if ``export_jybeam``) and the primary beam
@@ -1304,12 +1318,14 @@ def finish_cube(
                        workdir=wd, overwrite=overwrite)]
     steps.append(convert_to_kelvin(trimmed, kimage, overwrite=overwrite))
     outputs = {"fits_k": str(out_fits)}
-    steps.append(export_fits(kimage, out_fits, object_name=object_name, workdir=wd, overwrite=overwrite))
+    steps.append(export_fits(kimage, out_fits, object_name=object_name, kind=kind, workdir=wd,
+                             overwrite=overwrite))
     if export_jybeam:
         jy = out_fits.with_name(f"{stem}_pbcorr_trimmed.fits")
-        steps.append(export_fits(trimmed, jy, object_name=object_name, workdir=wd, overwrite=overwrite))
+        steps.append(export_fits(trimmed, jy, object_name=object_name, kind=kind, workdir=wd,
+                                 overwrite=overwrite))
         outputs["fits_jybeam"] = str(jy)
-    if trimmed_pb is not None:
+    if trimmed_pb is not None and kind != "continuum":
         pbf = out_fits.with_name(f"{stem}_trimmed_pb.fits")
         steps.append(export_fits(trimmed_pb, pbf, object_name=object_name, kind="pb", workdir=wd, overwrite=overwrite))
         outputs["fits_pb"] = str(pbf)

@@ -110,6 +110,36 @@ class CubeInfo:
         bmaj, bmin = self.beam_arcsec
         return float(np.pi * bmaj * bmin / (4.0 * np.log(2.0)) / self.pixel_area_arcsec2)
 
+    def kelvin_per_unit(self) -> np.ndarray:
+        """Per-channel factor converting the data unit to K (1 for K; Rayleigh-Jeans
+        ``radio_beam.Beam.jtok`` at each channel's radio-convention frequency for Jy/beam).
+
+        Raises
+        ------
+        CubeError
+            A unit that is neither a temperature nor a surface brightness per beam.
+        """
+        bunit = str(self.header.get("BUNIT", "K")).strip() or "K"
+        try:
+            unit = u.Unit(bunit.replace("JY", "Jy"), parse_strict="raise")
+        except ValueError as exc:
+            raise CubeError(f"{self.path}: unknown BUNIT {bunit!r}") from exc
+        nchan = self.shape[0]
+        if unit.is_equivalent(u.K):
+            return np.full(nchan, unit.to(u.K))
+        if unit.is_equivalent(u.Jy / u.beam):
+            from radio_beam import Beam
+
+            restfrq = self.header.get("RESTFRQ", self.header.get("RESTFREQ"))
+            if not restfrq:
+                raise CubeError(f"{self.path}: {bunit} cube without RESTFRQ; cannot convert to K")
+            freq = float(restfrq) * (1.0 - self.velocity_kms / 299792.458)
+            beam = Beam(major=self.beam_arcsec[0] * u.arcsec, minor=self.beam_arcsec[1] * u.arcsec,
+                        pa=self.bpa_deg * u.deg)
+            jtok = beam.jtok(freq * u.Hz).to_value(u.K)
+            return np.asarray(jtok, dtype=np.float64) * unit.to(u.Jy / u.beam)
+        raise CubeError(f"{self.path}: BUNIT {bunit!r} is neither K nor Jy/beam")
+
     @property
     def channel_width_kms(self) -> float:
         """Median absolute channel width [km/s] (the PHANGS ``channel_width``)."""

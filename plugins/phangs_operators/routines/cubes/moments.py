@@ -474,10 +474,15 @@ def moment_round1_arrays(cube: CubeInfo, noise: NoiseSource, masks: dict[str, np
             ranges[d.name] = tpeak_channel_mask(masks[d.mask])
     # ~20 float64 temporaries per block: 1/64 of the cube per block keeps them < cube size
     step = max(1, int(block_bytes(cube.shape, 1 / 64, 16.0) // max(1, 4 * nchan * nx)))
+    to_k = cube.kelvin_per_unit()  # moments are in K (PHANGS converts the cube to K)
+    scale = None if np.all(to_k == 1.0) else to_k.astype(np.float32)[:, None, None]
     for y0 in range(0, ny, step):
         y1 = min(ny, y0 + step)
         T = np.asarray(cube.data[:, y0:y1, :], dtype=np.float32)
         sig = noise.rows(y0, y1)
+        if scale is not None:
+            T = T * scale
+            sig = sig * scale
         preps: dict[str, _Prep] = {}
         for d in defs:
             mk = masks[d.mask][:, y0:y1, :] if d.mask in masks else None

@@ -88,8 +88,8 @@ def mad_zero_centered(data: np.ndarray, mask: np.ndarray | None = None) -> float
 
 def _gather(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """s[row, idx[row]] with idx clipped into range (callers mask invalid positions)."""
-    idx = np.clip(idx, 0, s.shape[1] - 1)
-    return np.take_along_axis(s, idx[:, None], axis=1)[:, 0]
+    rows = np.arange(s.shape[0])
+    return s[rows, np.minimum(np.maximum(idx, 0), s.shape[1] - 1)]
 
 
 def _kth_abs_prefix(s: np.ndarray, a: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -166,6 +166,42 @@ def mad_zero_centered_sorted(s: np.ndarray, n_mask: np.ndarray) -> np.ndarray:
     x2 = _kth_abs_prefix(s, a, m, m // 2)
     med = ((x1 + x2) / two).astype(s.dtype)
     return MAD_TO_STD * np.abs(np.where(m > 0, med, np.nan).astype(s.dtype))
+
+
+def mad_zero_centered_sorted_1d(s: np.ndarray, n_mask: int) -> float:
+    """:func:`mad_zero_centered_sorted` for one sorted 1-D array (scalar binary searches,
+    no per-step numpy overhead); same result, same dtype arithmetic."""
+    dt = s.dtype.type
+    two = dt(2)
+    n_neg = int(np.searchsorted(s, 0.0, side="left"))
+    if n_neg == 0 or n_mask == 0:
+        return float("nan")
+    med_neg = (s[(n_neg - 1) // 2] + s[n_neg // 2]) / two
+    mad1 = dt(MAD_TO_STD) * abs(dt(med_neg))
+    thresh = float(norm.isf(0.5 / n_mask)) * float(mad1)
+    m = int(np.searchsorted(s, thresh, side="left")) if np.isfinite(thresh) else 0
+    # NaN sorts last and is never < thresh; searchsorted treats it the same way
+    if m == 0:
+        return float("nan")
+    a = min(n_neg, m)
+    b = m - a
+
+    def kth(k: int):
+        lo, hi = max(0, k + 1 - b), min(a, k + 1)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            j = k + 1 - mid
+            if mid == 0 or j >= b or -s[a - mid] <= s[a + j]:
+                lo = mid
+            else:
+                hi = mid - 1
+        i = lo
+        a_last = -s[a - i] if i > 0 else dt(-np.inf)
+        b_last = s[a + k - i] if k - i >= 0 else dt(-np.inf)
+        return max(a_last, b_last)
+
+    med = (dt(kth((m - 1) // 2)) + dt(kth(m // 2))) / two
+    return float(dt(MAD_TO_STD) * abs(dt(med)))
 
 
 def mad_zero_centered_rows(values: np.ndarray, usable: np.ndarray, n_mask: np.ndarray
@@ -358,10 +394,9 @@ def _noise_spectrum(src: _NormalisedData, noisemask: np.ndarray, noise_map: np.n
                 plane = src.get(slice(k, k + 1), slice(None))[0] / noise_map
                 plane[~noisemask[k]] = np.nan
                 cache[k] = plane.ravel()
-        vals = np.concatenate([cache[k] for k in range(lowz, hiz)])[None, :]
-        n_mask = np.array([np.count_nonzero(noisemask[lowz:hiz])])
-        vals.sort(axis=1)
-        spec[z] = mad_zero_centered_sorted(vals, n_mask)[0]
+        vals = np.concatenate([cache[k] for k in range(lowz, hiz)])
+        vals.sort()
+        spec[z] = mad_zero_centered_sorted_1d(vals, int(np.count_nonzero(noisemask[lowz:hiz])))
     if p.bandpass_smooth_window > 0:
         if p.bandpass_smooth_window <= p.bandpass_smooth_order:
             logger.warning("bandpass smoothing window %s <= order %s: not smoothing the "

@@ -103,7 +103,8 @@ def synthetic_cube(
         Gaussian radius of the line amplitude [pixels]; 10 for the reference cube, scaled
         with the map size by default.
     gradient_kms_per_pix : float
-        Velocity gradient along x [km/s per pixel].
+        Velocity gradient along x [km/s per pixel] of a 64-pixel map (scaled by 64 / map size
+        so that larger maps span the same velocities).
 
     Returns
     -------
