@@ -382,6 +382,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                 final_cubes[(config, product)] = ExportCubeOperator(
                     task_id="export_cube", image=mos.output,
                     out_fits=str(Path(pdir) / fn.cube_filename(target, config, product, ext="pbcorr_trimmed_k")),
+                    object_name=target.upper(), continuum=not project.is_line_product(product),
                     workdir=pdir, force=force, serves_configs=[config], serves_product=product)
 
         # total power: ALMA TP measurement sets -> the single-dish cube feathering uses
@@ -441,7 +442,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                 if sd_task is not None:
                     sd_task >> feathered
                 final_cubes[(fconfig, product)] = ExportCubeOperator(
-                    task_id="export_cube", image=feathered.output,
+                    task_id="export_cube", image=feathered.output, object_name=ftarget.upper(),
                     out_fits=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, ext="pbcorr_trimmed_k")),
                     workdir=pdir, **common)
 

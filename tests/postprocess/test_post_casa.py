@@ -360,6 +360,32 @@ def test_postprocess_mosaic_without_tp_and_per_part_tp(mosaic_with_tp, tmp_path)
                               feather_before_mosaic=True, workdir=tmp_path / "wc")
 
 
+def test_feather_area_singledish_vs_phangs_blanking(chain, tmp_path):
+    """Default area keeps the TP outside the footprint (total TP flux kept; this synthetic TP map is
+    barely larger than the footprint, the simulated target shows the size of the effect); the PHANGS area
+    blanks it; inside the common area both give the same pixels (feather's TP term is local)."""
+    out, res = chain
+    rnd, sd = out / "gal_12m_co21_pbcorr_round.image", out / "gal_12m_co21_singledish.image"
+    ph = pp.feather_cube(rnd, sd, tmp_path / "phangs.image", area="interferometer", workdir=tmp_path / "w")
+    n_sd, n_ph = res["feather"].numbers, ph.numbers
+    assert n_sd["area"] == "singledish" and n_ph["area"] == "interferometer"
+    assert n_sd["feathered_flux_jykms"] == pytest.approx(n_sd["sd_flux_jykms"], rel=0.01)
+    assert n_ph["sd_flux_jykms"] == pytest.approx(n_sd["sd_flux_in_interf_area_jykms"], rel=1e-6)
+    assert n_sd["sd_flux_jykms"] > n_ph["sd_flux_jykms"]
+    assert n_sd["feathered_flux_jykms"] > n_ph["feathered_flux_jykms"]
+    assert n_sd["feathered_flux_in_interf_area_jykms"] == pytest.approx(n_ph["feathered_flux_jykms"], rel=1e-4)
+    wide, v_wide = read_cube(out / "gal_12m+tp_co21_pbcorr_round.image")
+    narrow, v_narrow = read_cube(tmp_path / "phangs.image")
+    _, v_int = read_cube(rnd)
+    _, v_tp = read_cube(sd)
+    assert np.array_equal(v_wide, v_tp)
+    assert np.array_equal(v_narrow, v_int & v_tp)
+    np.testing.assert_allclose(wide[v_narrow], narrow[v_narrow], rtol=1e-4, atol=1e-6 * np.nanmax(narrow))
+    with pytest.raises(CubeError, match="feather area"):
+        pp.feather_cube(rnd, sd, tmp_path / "bad.image", area="both", workdir=tmp_path / "w")
+    assert not (tmp_path / "bad.image").exists()
+
+
 def test_feather_three_dimensional_cubes(chain, tmp_path):
     """Cubes without a Stokes axis (as PHANGS has after dropdeg) feather to the same result."""
     from phangs_operators.casa import casa_session, casatasks

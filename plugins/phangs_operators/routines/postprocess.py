@@ -53,6 +53,7 @@ from phangs_operators.routines.post.casaimage import (
     opened,
     publish,
     put_mask_block,
+    read_cube,
     remove_path,
     require_image,
     scratch_name,
@@ -631,31 +632,144 @@ def import_singledish(
     return res
 
 
+FEATHER_AREAS = ("singledish", "interferometer")
+
+
+def _spatial_any(valid: np.ndarray) -> np.ndarray:
+    """2-D (first two axes) "valid in any plane" map of a block."""
+    return valid.any(axis=tuple(range(2, valid.ndim))) if valid.ndim > 2 else valid
+
+
+def model_flux_in_area(
+    model_image: str | os.PathLike[str],
+    reference_image: str | os.PathLike[str],
+    valid2d: np.ndarray | None = None,
+    *,
+    subtract_continuum: bool = True,
+) -> dict[str, float]:
+    """Line flux [Jy km/s] of a sky model (Jy/pixel cube) in total and inside an area of another grid.
+
+    Each model pixel centre is mapped (RA, Dec) onto ``reference_image``'s grid (nearest pixel);
+    it counts as inside when that pixel is inside ``valid2d`` (the reference's 2-D "valid in
+    any plane" map when not given). The flux is ``sum(model - continuum) * dv`` (model
+    channel width), the continuum of a pixel being its median over the channels
+    (``subtract_continuum``). The model is read whole: meant for simulator-sized models.
+
+    Returns
+    -------
+    dict
+        ``model_flux_jykms`` (whole model) and ``model_flux_in_area_jykms``.
+    """
+    minfo = image_info(model_image, "sky model")
+    rinfo = image_info(reference_image, "reference image")
+    if minfo.unit.replace(" ", "").lower() != "jy/pixel":
+        raise CubeError(f"{model_image}: sky model must be in Jy/pixel, unit is {minfo.unit!r}")
+    if minfo.axis_types[:2] != ["Direction", "Direction"] or rinfo.axis_types[:2] != ["Direction", "Direction"]:
+        raise CubeError(f"{model_image} / {reference_image}: direction axes must come first")
+    if valid2d is None:
+        valid2d = np.zeros(rinfo.shape[:2], dtype=bool)
+        with opened(reference_image) as ia:
+            for blc, trc in channel_blocks(rinfo):
+                valid2d |= _spatial_any(get_block(ia, blc, trc)[1])
+    # line-only model summed over every non-direction axis (Jy/pixel * channels); the
+    # simulator's models hold a continuum too: each pixel's median over the channels is
+    # taken as its continuum (the line covers few channels per pixel) and removed.
+    data, ok = read_cube(model_image)
+    data = np.where(ok, data, 0.0)
+    if subtract_continuum and minfo.spectral_axis is not None and minfo.nchan > 2:
+        data = data - np.median(data, axis=minfo.spectral_axis, keepdims=True)
+    total_map = data.sum(axis=tuple(range(2, data.ndim)), dtype=float)
+    dv = minfo.channel_width_kms() if minfo.nchan > 1 else 1.0
+    nx, ny = minfo.shape[:2]
+    gx, gy = np.meshgrid(np.arange(nx, dtype=float), np.arange(ny, dtype=float), indexing="ij")
+    ia = casatools().image()
+    try:
+        ia.open(str(model_image))
+        cm = ia.coordsys()
+        ia.done()
+        ia.open(str(reference_image))
+        cr = ia.coordsys()
+        ia.done()
+        pix = np.zeros((len(minfo.shape), gx.size))
+        pix[0], pix[1] = gx.ravel(), gy.ravel()
+        world = cm.toworldmany(pix)["numeric"]
+        # reference world vector: its own reference values, with the model's RA/Dec
+        rworld = np.repeat(np.asarray(cr.referencevalue()["numeric"], dtype=float)[:, None], gx.size, axis=1)
+        rworld[0], rworld[1] = world[0], world[1]
+        rpix = np.asarray(cr.topixelmany(rworld)["numeric"])
+        cm.done()
+        cr.done()
+    finally:
+        ia.done()
+    ix = np.rint(rpix[0]).astype(int).reshape(gx.shape)
+    iy = np.rint(rpix[1]).astype(int).reshape(gx.shape)
+    on_grid = (ix >= 0) & (ix < valid2d.shape[0]) & (iy >= 0) & (iy < valid2d.shape[1])
+    inside = np.zeros_like(on_grid)
+    inside[on_grid] = valid2d[ix[on_grid], iy[on_grid]]
+    return {"model_flux_jykms": float(total_map.sum() * abs(dv)),
+            "model_flux_in_area_jykms": float(total_map[inside].sum() * abs(dv))}
+
+
 def feather_cube(
     interf_image: str | os.PathLike[str],
     sd_image: str | os.PathLike[str],
     out_image: str | os.PathLike[str],
     *,
     sdfactor: float = 1.0,
+    area: str = "singledish",
+    model_image: str | os.PathLike[str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> PostResult:
     """Feather an interferometer cube with a single-dish cube on the same grid (CASA ``feather``).
 
-    Pixels masked or NaN in either cube are set to zero in both before feathering and
-    masked in the output (PHANGS ``feather_two_cubes(do_blank=True)``), ``lowpassfiltersd``
-    is off. Both cubes must be in Jy/beam (use :func:`import_singledish` first).
+    The interferometer cube (primary-beam corrected, round beam) is set to zero where it is
+    masked or NaN, the single-dish cube where *it* is masked or NaN; ``lowpassfiltersd`` is off.
+    Both cubes must be in Jy/beam (use :func:`import_singledish` first).
+
+    ``area`` decides where the single-dish data count and where the output is valid:
+
+    ``"singledish"`` (default)
+        The single-dish cube is kept over its whole valid area, also outside the interferometer
+        footprint (where the interferometer contributes zeros); the output is valid where the
+        single-dish cube is. Feather's zero-spacing flux is then the single-dish cube's, so the
+        feathered cube keeps the total flux (CASA_NOTES §8/§11 setup: 0.98 of the model).
+    ``"interferometer"``
+        PHANGS ``feather_two_cubes(do_blank=True)``: both cubes are blanked outside their
+        common valid area and the output is masked to it. The single-dish flux that the
+        single-dish beam spreads beyond the footprint is then lost (0.74 of the model on the
+        demo target, whose footprint is only ~1.4 single-dish beams wide).
+
+    Parameters
+    ----------
+    interf_image, sd_image : path
+        CASA images on the same grid, Jy/beam.
+    out_image : path
+        Feathered CASA image (Jy/beam, the interferometer beam).
+    sdfactor : float
+        Single-dish scale factor of ``feather``.
+    area : {"singledish", "interferometer"}
+        See above.
+    model_image : path, optional
+        Sky model (Jy/pixel cube, e.g. the simulator's): adds the model flux in total and
+        inside the output area / the interferometer area to ``numbers``.
 
     Returns
     -------
     PostResult
-        ``numbers``: ``interf_flux_jykms``, ``sd_flux_jykms``, ``feathered_flux_jykms`` over
-        the common valid area, and ``sdfactor``.
+        ``numbers`` [Jy km/s]: ``interf_flux_jykms`` (interferometer valid area),
+        ``sd_flux_jykms`` and ``feathered_flux_jykms`` (output area),
+        ``sd_flux_in_interf_area_jykms`` and ``feathered_flux_in_interf_area_jykms`` (pixels
+        valid in both inputs), ``sdfactor``, ``area``; with ``model_image`` also
+        ``model_flux_jykms``, ``model_flux_in_area_jykms``, ``model_flux_in_interf_area_jykms``
+        and ``recovered_fraction`` = feathered / model in the output area.
     """
     out = Path(out_image)
     done = _existing("feather_cube", out, overwrite)
     if done:
         return done
+    if area not in FEATHER_AREAS:
+        raise CubeError(f"feather area must be one of {FEATHER_AREAS}, got {area!r}")
     iinfo = image_info(interf_image, "interferometer cube")
     sinfo = image_info(sd_image, "single-dish cube")
     if iinfo.shape != sinfo.shape:
@@ -668,24 +782,31 @@ def feather_cube(
             raise CubeError(f"{inf.path}: no restoring beam")
     if sdfactor <= 0:
         raise CubeError(f"sdfactor must be positive, got {sdfactor}")
+    if model_image is not None:
+        require_image(model_image, "sky model")
+    keep_sd_outside = area == "singledish"
     ctk = casatasks()
     work = _workdir(workdir, out)
     tmp = scratch_name(out)
     remove_path(tmp)
+    out_2d = np.zeros(iinfo.shape[:2], dtype=bool)
+    int_2d = np.zeros(iinfo.shape[:2], dtype=bool)
     try:
         copies = [copy_image(interf_image, work / "interf.image"), copy_image(sd_image, work / "sd.image")]
         n_common = 0
-        acc_int, acc_sd = _FluxSum(iinfo), _FluxSum(sinfo)
+        acc_int, acc_sd, acc_sd_common = _FluxSum(iinfo), _FluxSum(sinfo), _FluxSum(sinfo)
         with opened(copies[0]) as ia_i, opened(copies[1]) as ia_s:
             for blc, trc in channel_blocks(iinfo):
                 di, vi = get_block(ia_i, blc, trc)
                 ds, vs = get_block(ia_s, blc, trc)
                 common = vi & vs
                 n_common += int(common.sum())
-                acc_int.add(di, common, blc, trc)
-                acc_sd.add(ds, common, blc, trc)
-                ia_i.putchunk(np.where(common, di, np.float32(0.0)), blc=blc)
-                ia_s.putchunk(np.where(common, ds, np.float32(0.0)), blc=blc)
+                sd_use = vs if keep_sd_outside else common
+                acc_int.add(di, vi, blc, trc)
+                acc_sd.add(ds, sd_use, blc, trc)
+                acc_sd_common.add(ds, common, blc, trc)
+                ia_i.putchunk(np.where(vi if keep_sd_outside else common, di, np.float32(0.0)), blc=blc)
+                ia_s.putchunk(np.where(sd_use, ds, np.float32(0.0)), blc=blc)
             for ia in (ia_i, ia_s):
                 if ia.maskhandler("get"):
                     ia.set(pixelmask=1)
@@ -704,24 +825,47 @@ def feather_cube(
                 copy_image(work / f"{raw.name}.nostokes", tmp)
         else:
             copy_image(raw, tmp)
-        acc_out = _FluxSum(image_info(tmp))
+        oinfo = image_info(tmp)
+        acc_out, acc_out_common = _FluxSum(oinfo), _FluxSum(oinfo)
         with opened(tmp) as ia, opened(interf_image) as ia_i, opened(sd_image) as ia_s:
             for blc, trc in channel_blocks(iinfo):
                 data, ok = get_block(ia, blc, trc)
-                ok &= get_mask(ia_i, blc, trc) & get_mask(ia_s, blc, trc)
+                vi = get_block(ia_i, blc, trc)[1]
+                vs = get_block(ia_s, blc, trc)[1]
+                ok &= vs if keep_sd_outside else (vi & vs)
                 put_mask_block(ia, ok, blc, trc)
                 acc_out.add(data, ok, blc, trc)
-        flux_int, flux_sd, flux_out = acc_int.total(), acc_sd.total(), acc_out.total()
+                acc_out_common.add(data, ok & vi, blc, trc)
+                out_2d |= _spatial_any(ok)
+                int_2d |= _spatial_any(ok & vi)
+        numbers: dict[str, Any] = {
+            "sdfactor": float(sdfactor), "area": area,
+            "interf_flux_jykms": acc_int.total(), "sd_flux_jykms": acc_sd.total(),
+            "feathered_flux_jykms": acc_out.total(),
+            "sd_flux_in_interf_area_jykms": acc_sd_common.total(),
+            "feathered_flux_in_interf_area_jykms": acc_out_common.total(),
+        }
         publish(tmp, out)
     finally:
         remove_path(tmp)
         _cleanup(work)
+    numbers["feathered_over_sd"] = (numbers["feathered_flux_jykms"] / numbers["sd_flux_jykms"]
+                                    if numbers["sd_flux_jykms"] else None)
+    if model_image is not None:
+        mod = model_flux_in_area(model_image, out, out_2d)
+        mod_int = model_flux_in_area(model_image, out, int_2d)
+        numbers.update(mod)
+        numbers["model_flux_in_interf_area_jykms"] = mod_int["model_flux_in_area_jykms"]
+        m_area = mod["model_flux_in_area_jykms"]
+        numbers["recovered_fraction"] = numbers["feathered_flux_jykms"] / m_area if m_area else None
+        log.info("feather_cube: model %.4g Jy km/s, %.4g in the output area, %.4g in the interferometer area; "
+                 "recovered %s", numbers["model_flux_jykms"], m_area, numbers["model_flux_in_interf_area_jykms"],
+                 numbers["recovered_fraction"])
     res = PostResult(step="feather_cube", output=str(out), outputs={"image": str(out)}, beam_arcsec=_beam_list(iinfo))
-    res.numbers = {"sdfactor": float(sdfactor), "interf_flux_jykms": flux_int, "sd_flux_jykms": flux_sd,
-                   "feathered_flux_jykms": flux_out,
-                   "feathered_over_sd": flux_out / flux_sd if flux_sd else None}
-    log.info("feather_cube: %s + %s -> %s (flux %.4g -> %.4g Jy km/s, SD %.4g)", interf_image, sd_image, out,
-             flux_int, flux_out, flux_sd)
+    res.numbers = numbers
+    log.info("feather_cube: %s + %s -> %s (area %s; flux interf %.4g, SD %.4g, feathered %.4g Jy km/s)",
+             interf_image, sd_image, out, area, numbers["interf_flux_jykms"], numbers["sd_flux_jykms"],
+             numbers["feathered_flux_jykms"])
     return res
 
 
@@ -756,8 +900,8 @@ def _corners_rad(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_velocity_overlap(parts: list[ImageInfo]) -> None:
     """The radio-velocity ranges of all parts must have a common interval."""
-    if any(p.spectral_axis is None for p in parts):
-        return
+    if any(p.spectral_axis is None for p in parts) or all(p.nchan == 1 for p in parts):
+        return  # continuum images: one plane each, combined whatever their frequencies
     vranges = [(p.velocities_kms().min(), p.velocities_kms().max()) for p in parts]
     lo, hi = max(v[0] for v in vranges), min(v[1] for v in vranges)
     if hi < lo:
@@ -783,7 +927,7 @@ def _mosaic_template(parts: list[ImageInfo]) -> dict:
     refpix[dirs[0]], refpix[dirs[1]] = grid["crpix_x"], grid["crpix_y"]
     shape = list(rec["shap"])
     shape[dirs[0]], shape[dirs[1]] = grid["nx"], grid["ny"]
-    if "Spectral" in types:
+    if "Spectral" in types and not all(p.nchan == 1 for p in parts):
         ax = types.index("Spectral")
         f_all = np.concatenate([p.freqs_hz for p in parts])
         df = parts[0].freqs_hz[1] - parts[0].freqs_hz[0] if parts[0].nchan > 1 else 1.0
@@ -944,6 +1088,8 @@ def linear_mosaic(
         if inf.axis_types != infos[0].axis_types:
             raise CubeError(f"mosaic part {inf.path}: axes {inf.axis_types} differ from {infos[0].path}")
     _check_velocity_overlap(infos)
+    # continuum parts (one plane each, at slightly different frequencies): regrid on the sky only
+    regrid_axes = [0, 1] if all(i.nchan == 1 for i in infos) else [-1]
     bmaj = np.array([inf.bmaj_max for inf in infos])
     beams_all = np.vstack([inf.beams for inf in infos])
     already = bool(np.all(np.abs(beams_all[:, 0] - beams_all[:, 1]) <= 0.01 * beams_all[:, 0])
@@ -985,14 +1131,14 @@ def linear_mosaic(
             for i, (img, pb) in enumerate(zip(convolved, part_pbs, strict=True)):
                 dst = work / f"part{i}_aligned.image"
                 ctk.imregrid(imagename=str(Path(img).resolve()), template=template, output=str(dst), asvelocity=True,
-                             axes=[-1], interpolation="cubic", decimate=1 if small else 10, overwrite=True)
+                             axes=regrid_axes, interpolation="cubic", decimate=1 if small else 10, overwrite=True)
                 aligned_img.append(dst)
                 if pb is None:
                     aligned_pb.append(None)
                     continue
                 dpb = work / f"part{i}_pb_aligned.image"
                 ctk.imregrid(imagename=str(Path(pb).resolve()), template=template, output=str(dpb), asvelocity=True,
-                             axes=[-1], interpolation="linear", decimate=1 if small else 10, overwrite=True)
+                             axes=regrid_axes, interpolation="linear", decimate=1 if small else 10, overwrite=True)
                 aligned_pb.append(dpb)
         shape = tuple(int(n) for n in template["shap"])
         n_valid = _combine_blockwise(aligned_img, aligned_pb, sigmas, template["csys"], shape,
@@ -1360,6 +1506,8 @@ def postprocess_cube(
     tp_fits: str | os.PathLike[str] | None = None,
     cutoff: float = 0.5,
     sdfactor: float = 1.0,
+    feather_area: str = "singledish",
+    model_image: str | os.PathLike[str] | None = None,
     object_name: str | None = None,
     min_pixperbeam: float = 3.0,
     export_jybeam: bool = True,
@@ -1382,6 +1530,10 @@ def postprocess_cube(
         Primary-beam cutoff (the imaging ``pblimit``; PHANGS recipes: 0.5).
     sdfactor : float
         Single-dish scale factor for feather.
+    feather_area : {"singledish", "interferometer"}
+        Where the single-dish data count and the feathered cube is valid (:func:`feather_cube`).
+    model_image : path, optional
+        Sky model (Jy/pixel): the feather step also reports the model flux in its area.
     object_name : str, optional
         ``OBJECT`` card (default: the target part of the stem, upper case).
     trim_coarse_beam_edge_channels : bool
@@ -1422,9 +1574,9 @@ def postprocess_cube(
         feathered = wd / f"{stem_out}_pbcorr_round.image"
         if feathered == rounded:
             raise ImagingError(f"feathered output would overwrite {rounded}: give out_fits the feather config name")
-        steps.append(feather_cube(rounded, sd, feathered, sdfactor=sdfactor, workdir=wd, overwrite=overwrite))
-        numbers.update({k: steps[-1].numbers.get(k) for k in
-                        ("interf_flux_jykms", "sd_flux_jykms", "feathered_flux_jykms")})
+        steps.append(feather_cube(rounded, sd, feathered, sdfactor=sdfactor, area=feather_area,
+                                  model_image=model_image, workdir=wd, overwrite=overwrite))
+        numbers.update({k: v for k, v in steps[-1].numbers.items() if k.endswith("_jykms") or k == "recovered_fraction"})
         current = feathered
     if image_info(pb).shape != image_info(current).shape:
         raise CubeError(f"primary beam {pb} does not match the grid of {current}")
@@ -1468,6 +1620,8 @@ def postprocess_mosaic(
     feather_before_mosaic: bool = False,
     cutoff: float = 0.5,
     sdfactor: float = 1.0,
+    feather_area: str = "singledish",
+    model_image: str | os.PathLike[str] | None = None,
     object_name: str | None = None,
     min_pixperbeam: float = 3.0,
     export_jybeam: bool = True,
@@ -1494,6 +1648,11 @@ def postprocess_mosaic(
         ``{dir}/{part}_{config}_{product}`` of every part (``.image`` and ``.pb`` are read).
     out_fits : path
         Final K cube of the mosaic, ``{mosaic}_{config}_{product}_pbcorr_trimmed_k.fits``.
+    feather_area : {"singledish", "interferometer"}
+        Area of the feather after mosaicking (:func:`feather_cube`); parts feathered before
+        mosaicking keep the interferometer footprint (the mosaic weights them by their pb).
+    model_image : path, optional
+        Sky model (Jy/pixel) for the flux numbers of the feather after mosaicking.
     """
     if not part_roots:
         raise ImagingError(f"mosaic {out_fits}: no parts given")
@@ -1540,7 +1699,9 @@ def postprocess_mosaic(
             sd = wd / f"{r.name}_singledish.image"
             steps.append(import_singledish(tp, rounded, sd, workdir=wd, overwrite=overwrite))
             fe = wd / f"{r.name}_feathered_pbcorr_round.image"
-            steps.append(feather_cube(rounded, sd, fe, sdfactor=sdfactor, workdir=wd, overwrite=overwrite))
+            # parts keep the PHANGS footprint: the linear mosaic weights them by their pb
+            steps.append(feather_cube(rounded, sd, fe, sdfactor=sdfactor, area="interferometer", workdir=wd,
+                                      overwrite=overwrite))
             feathered.append(fe)
         mos = linear_mosaic([str(p) for p in feathered], [str(p) for p in pbs], final, workdir=wd, overwrite=overwrite)
         steps.append(mos)
@@ -1562,7 +1723,8 @@ def postprocess_mosaic(
                 steps.append(import_singledish(tp, interf, a, workdir=wd, overwrite=overwrite))
                 aligned.append(a)
             _combine_singledish_on(interf, aligned, sd)
-        steps.append(feather_cube(interf, sd, final, sdfactor=sdfactor, workdir=wd, overwrite=overwrite))
+        steps.append(feather_cube(interf, sd, final, sdfactor=sdfactor, area=feather_area, model_image=model_image,
+                                  workdir=wd, overwrite=overwrite))
         numbers.update({k: steps[-1].numbers.get(k) for k in
                         ("interf_flux_jykms", "sd_flux_jykms", "feathered_flux_jykms")})
     mosaic_pb = Path(mos.outputs["pb"])
