@@ -383,6 +383,8 @@ def test_feather_area_singledish_vs_phangs_blanking(chain, tmp_path):
     np.testing.assert_allclose(wide[v_narrow], narrow[v_narrow], rtol=1e-4, atol=1e-6 * np.nanmax(narrow))
     with pytest.raises(CubeError, match="feather area"):
         pp.feather_cube(rnd, sd, tmp_path / "bad.image", area="both", workdir=tmp_path / "w")
+    with pytest.raises(CubeError, match="Jy/pixel"):  # a model must be a Jy/pixel sky, checked before any work
+        pp.feather_cube(rnd, sd, tmp_path / "bad.image", model_image=rnd, workdir=tmp_path / "w")
     assert not (tmp_path / "bad.image").exists()
 
 

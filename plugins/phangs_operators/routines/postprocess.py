@@ -640,6 +640,16 @@ def _spatial_any(valid: np.ndarray) -> np.ndarray:
     return valid.any(axis=tuple(range(2, valid.ndim))) if valid.ndim > 2 else valid
 
 
+def _check_model(model_image: str | os.PathLike[str]) -> ImageInfo:
+    """A sky model must be a Jy/pixel image with the direction axes first."""
+    minfo = image_info(model_image, "sky model")
+    if minfo.unit.replace(" ", "").lower() != "jy/pixel":
+        raise CubeError(f"{model_image}: sky model must be in Jy/pixel, unit is {minfo.unit!r}")
+    if minfo.axis_types[:2] != ["Direction", "Direction"]:
+        raise CubeError(f"{model_image}: direction axes must come first, got {minfo.axis_types}")
+    return minfo
+
+
 def model_flux_in_area(
     model_image: str | os.PathLike[str],
     reference_image: str | os.PathLike[str],
@@ -660,12 +670,10 @@ def model_flux_in_area(
     dict
         ``model_flux_jykms`` (whole model) and ``model_flux_in_area_jykms``.
     """
-    minfo = image_info(model_image, "sky model")
+    minfo = _check_model(model_image)
     rinfo = image_info(reference_image, "reference image")
-    if minfo.unit.replace(" ", "").lower() != "jy/pixel":
-        raise CubeError(f"{model_image}: sky model must be in Jy/pixel, unit is {minfo.unit!r}")
-    if minfo.axis_types[:2] != ["Direction", "Direction"] or rinfo.axis_types[:2] != ["Direction", "Direction"]:
-        raise CubeError(f"{model_image} / {reference_image}: direction axes must come first")
+    if rinfo.axis_types[:2] != ["Direction", "Direction"]:
+        raise CubeError(f"{reference_image}: direction axes must come first")
     if valid2d is None:
         valid2d = np.zeros(rinfo.shape[:2], dtype=bool)
         with opened(reference_image) as ia:
@@ -783,7 +791,7 @@ def feather_cube(
     if sdfactor <= 0:
         raise CubeError(f"sdfactor must be positive, got {sdfactor}")
     if model_image is not None:
-        require_image(model_image, "sky model")
+        _check_model(model_image)
     keep_sd_outside = area == "singledish"
     ctk = casatasks()
     work = _workdir(workdir, out)
