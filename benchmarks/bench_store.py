@@ -20,39 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)  # noqa: S310 - local server
-            return proc, endpoint
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("moto server did not start")
+from tests.fixtures.services import aws_conn_json, start_moto_server, stop_process  # noqa: E402
 
 
 def make_file(path: Path, nbytes: int) -> None:
@@ -87,13 +66,14 @@ def timed_cpu(name: str, func) -> float:
 
 
 def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
-    proc, endpoint = start_moto()
+    started = start_moto_server(workdir / "moto_server.log")
+    if started is None:
+        raise SystemExit(f"moto server did not start; see {workdir / 'moto_server.log'}")
+    proc, endpoint = started
     try:
         os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                            "AWS_DEFAULT_REGION": "us-east-1"})
-        os.environ["AIRFLOW_CONN_BENCH_S3"] = json.dumps({
-            "conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+        os.environ["AIRFLOW_CONN_BENCH_S3"] = aws_conn_json(endpoint)
         import boto3
 
         from phangs_operators.stores import Catalog, ProductFile, ProductStore, publish_products
@@ -143,12 +123,7 @@ def bench_s3(size_mb: int, repeat: int, workdir: Path) -> dict:
             "republish_noop_seconds": t_noop,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def bench_catalog(url: str, nrows: int) -> dict:

@@ -38,24 +38,19 @@ def cube_filename(target: str, config: str, product: str, ext: str | None = None
 def vis_filename(target: str, config: str, product: str, ext: str | None = None,
                  suffix: str | None = None) -> str:
     """``{target}_{config}_{product}[_{ext}].ms[.{suffix}]``."""
-    name = f"{target}_{config}_{product}"
-    if ext:
-        name += f"_{ext}"
-    name += ".ms"
-    if suffix:
-        name += f".{suffix}"
-    return name
+    return _ms_name(f"{target}_{config}_{product}", (ext,), suffix)
 
 
 def staged_msname(target: str, project: str, array_tag: str, obsnum: int | str,
                   product: str | None = None, ext: str | None = None,
                   suffix: str | None = None) -> str:
     """``{target}_{project}_{array_tag}_{obsnum}[_{product}][_{ext}].ms[.{suffix}]`` (no cleanup)."""
-    name = f"{target}_{project}_{array_tag}_{obsnum}"
-    if product:
-        name += f"_{product}"
-    if ext:
-        name += f"_{ext}"
+    return _ms_name(f"{target}_{project}_{array_tag}_{obsnum}", (product, ext), suffix)
+
+
+def _ms_name(stem: str, optional: tuple[str | None, ...], suffix: str | None) -> str:
+    """``{stem}[_{optional[0]}][_{optional[1]}]...ms[.{suffix}]`` (empty/None parts left out)."""
+    name = stem + "".join(f"_{part}" for part in optional if part)
     name += ".ms"
     if suffix:
         name += f".{suffix}"

@@ -58,20 +58,22 @@ def img_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("imaging")
 
 
-@pytest.fixture(scope="module")
-def mosaic_geometry(staged_mosaic, tiny):
+def _geometry(ms: Path, tiny, target: str) -> dict:
+    """``image_geometry`` of a staged MS, phase centre at the simulated ``target``'s position."""
     from phangs_operators.routines import imaging
 
-    t = tiny["manifest"]["targets"]["ngc9999"]
-    return imaging.image_geometry(staged_mosaic.out_ms, phasecenter=f"J2000 {t['ra']} {t['dec']}")
+    t = tiny["manifest"]["targets"][target]
+    return imaging.image_geometry(ms, phasecenter=f"J2000 {t['ra']} {t['dec']}")
+
+
+@pytest.fixture(scope="module")
+def mosaic_geometry(staged_mosaic, tiny):
+    return _geometry(staged_mosaic.out_ms, tiny, "ngc9999")
 
 
 @pytest.fixture(scope="module")
 def single_geometry(staged_single, tiny):
-    from phangs_operators.routines import imaging
-
-    t = tiny["manifest"]["targets"]["ngc9997"]
-    return imaging.image_geometry(staged_single.out_ms, phasecenter=f"J2000 {t['ra']} {t['dec']}")
+    return _geometry(staged_single.out_ms, tiny, "ngc9997")
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +321,7 @@ def test_clean_continuum(tiny, stage_dir, img_dir):
         {"12m": [tiny["ms"]["ngc9997_12m_single.ms"]]}, stage_dir / "ngc9997_12m_cont.ms",
         vsys_kms=t["vsys_kms"], vwidth_kms=t["vwidth_kms"], lines_to_flag=["co21"], workdir=stage_dir / "work",
     )
-    geometry = imaging.image_geometry(cont.out_ms, phasecenter=f"J2000 {t['ra']} {t['dec']}")
+    geometry = _geometry(cont.out_ms, tiny, "ngc9997")
     res = imaging.clean_continuum(
         cont.out_ms, img_dir / "ngc9997_12m_cont", geometry=geometry,
         tclean_kw={"gridder": "standard", "pblimit": 0.2}, workdir=img_dir / "work", scales_arcsec=[0, 2.5],

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import pytest
+
 from phangs_operators.errors import KeyFileError
 from phangs_operators.keys import check_key_set, load_project
 
-from .keyset import CONFIGS, IMAGING, LINMOS, MASTER, MOMENTS, MS, SINGLEDISH, TARGETS, write_keyset
+from .keyset import (
+    CONFIGS,
+    DERIVED,
+    IMAGING,
+    LINMOS,
+    MASTER,
+    MOMENTS,
+    MS,
+    SINGLEDISH,
+    TARGETS,
+    write_keyset,
+)
 
 
 def _errors(tmp_path, changes):
@@ -43,18 +55,51 @@ def test_minimal_keyset_is_valid(tmp_path):
     assert p.roots["ms_root"] == [tmp_path / "uvdata"]
 
 
-def test_unknown_key_kind(tmp_path):
-    errors = _errors(tmp_path, {"master_key.txt": MASTER + "beam_key   beams.txt\n"})
-    e = _one(errors, "master_key.txt")
-    assert e.line == MASTER.count("\n") + 1
-    assert "unknown key kind 'beam_key'" in e.message and "expected one of" in e.message and "ms_key" in e.message
+#: (file that holds the error, key-file changes, expected line, fragments of the message)
+SIMPLE_ERRORS = [
+    pytest.param("master_key.txt", {"master_key.txt": MASTER + "beam_key   beams.txt\n"}, MASTER.count("\n") + 1,
+                 ["unknown key kind 'beam_key'", "expected one of", "ms_key"], id="unknown_key_kind"),
+    pytest.param("config_definitions.txt",
+                 {"config_definitions.txt": CONFIGS + "line_prodcut  hcn {'line_tag':'hcn10'}\n"}, 11,
+                 ["unknown key kind 'line_prodcut'", "line_product"], id="unknown_config_type"),
+    pytest.param("moment_key.txt", {"moment_key.txt": MOMENTS.replace("round       1", "round       one")}, 5,
+                 ["wrong value type: round of moment 'strictmom0'"], id="wrong_value_type_in_moment_round"),
+    pytest.param("target_definitions.txt",
+                 {"target_definitions.txt": TARGETS + "ngc0628  01h36m41.7s  +15d47m01s  660  254\n"}, 6,
+                 ["duplicate definition of target 'ngc0628'", "target_definitions.txt:2"],  # where first defined
+                 id="duplicate_definition"),
+    pytest.param("config_definitions.txt",
+                 {"config_definitions.txt": CONFIGS + "line_product co21 {'channel_kms':5.0}\n"}, 11,
+                 ["duplicate definition of 'channel_kms' for line_product 'co21'", "first set to 2.6"],
+                 id="duplicate_config_parameter_with_other_value"),
+    pytest.param("ms_file_key.txt", {"ms_file_key.txt": MS + "ngc9999 2015.1.1 all 7m 1 c/x.ms\n"}, 6,
+                 ["undefined target 'ngc9999' in the ms key", "expected a target defined"],
+                 id="undefined_target_reference"),
+    pytest.param("config_definitions.txt",
+                 {"config_definitions.txt": CONFIGS.replace("{'interf_config':'7m'}", "{'interf_config':'7m_typo'}")},
+                 9, ["undefined config '7m_typo' referenced by feather_config '7m+tp'"],
+                 id="undefined_config_reference"),
+    pytest.param("singledish_key.txt", {"singledish_key.txt": SINGLEDISH + "ngc0628 hcn10 x.fits\n"}, 3,
+                 ["undefined product 'hcn10' in the single-dish key", "co21"], id="undefined_product_reference"),
+    pytest.param("derived_key.txt", {"derived_key.txt": DERIVED + "7m  co21  moments  ['strictmom9']\n"}, 6,
+                 ["undefined moment 'strictmom9' in moments"], id="undefined_moment_reference"),
+    pytest.param("linearmosaic_definitions.txt", {"linearmosaic_definitions.txt": LINMOS + "ngc3627   ngc3627_3\n"},
+                 3, ["mosaic part without definition: part 'ngc3627_3' of mosaic 'ngc3627'"],
+                 id="mosaic_part_without_definition"),
+    pytest.param("imaging_recipes.txt", {"cont.clean": None}, 2, ["missing key file: recipe file", "cont.clean"],
+                 id="missing_recipe_file"),
+    pytest.param("moment_key.txt", {"moment_key.txt": MOMENTS + "broadmom0   colour   blue\n"}, 11,
+                 ["unknown moment parameter 'colour' for moment 'broadmom0'", "algorithm"],
+                 id="unknown_moment_parameter"),
+]
 
 
-def test_unknown_config_type(tmp_path):
-    errors = _errors(tmp_path, {"config_definitions.txt": CONFIGS + "line_prodcut  hcn {'line_tag':'hcn10'}\n"})
-    e = _one(errors, "config_definitions.txt")
-    assert e.line == 11
-    assert "unknown key kind 'line_prodcut'" in e.message and "line_product" in e.message
+@pytest.mark.parametrize(("file_name", "changes", "line", "fragments"), SIMPLE_ERRORS)
+def test_error_names_file_line_and_problem(tmp_path, file_name, changes, line, fragments):
+    e = _one(_errors(tmp_path, changes), file_name)
+    assert e.line == line
+    for fragment in fragments:
+        assert fragment in e.message, e.message
 
 
 def test_wrong_column_count(tmp_path):
@@ -89,64 +134,6 @@ def test_wrong_value_type(tmp_path, value, expected):
     assert "wrong value type: 'channel_kms' of line_product 'co21'" in e.message and expected in e.message
 
 
-def test_wrong_value_type_in_moment_round(tmp_path):
-    errors = _errors(tmp_path, {"moment_key.txt": MOMENTS.replace("round       1", "round       one")})
-    e = _one(errors, "moment_key.txt")
-    assert e.line == 5 and "wrong value type: round of moment 'strictmom0'" in e.message
-
-
-def test_duplicate_definition(tmp_path):
-    errors = _errors(tmp_path, {"target_definitions.txt": TARGETS + "ngc0628  01h36m41.7s  +15d47m01s  660  254\n"})
-    e = _one(errors, "target_definitions.txt")
-    assert e.line == 6
-    assert "duplicate definition of target 'ngc0628'" in e.message
-    assert "target_definitions.txt:2" in e.message  # where it was first defined
-
-
-def test_duplicate_config_parameter_with_other_value(tmp_path):
-    errors = _errors(tmp_path, {"config_definitions.txt": CONFIGS + "line_product co21 {'channel_kms':5.0}\n"})
-    e = _one(errors, "config_definitions.txt")
-    assert e.line == 11 and "duplicate definition of 'channel_kms' for line_product 'co21'" in e.message
-    assert "first set to 2.6" in e.message
-
-
-def test_undefined_target_reference(tmp_path):
-    errors = _errors(tmp_path, {"ms_file_key.txt": MS + "ngc9999 2015.1.1 all 7m 1 c/x.ms\n"})
-    e = _one(errors, "ms_file_key.txt")
-    assert e.line == 6
-    assert "undefined target 'ngc9999' in the ms key" in e.message and "expected a target defined" in e.message
-
-
-def test_undefined_config_reference(tmp_path):
-    bad = CONFIGS.replace("{'interf_config':'7m'}", "{'interf_config':'7m_typo'}")
-    errors = _errors(tmp_path, {"config_definitions.txt": bad})
-    e = _one(errors, "config_definitions.txt")
-    assert e.line == 9
-    assert "undefined config '7m_typo' referenced by feather_config '7m+tp'" in e.message
-
-
-def test_undefined_product_reference(tmp_path):
-    errors = _errors(tmp_path, {"singledish_key.txt": SINGLEDISH + "ngc0628 hcn10 x.fits\n"})
-    e = _one(errors, "singledish_key.txt")
-    assert e.line == 3
-    assert "undefined product 'hcn10' in the single-dish key" in e.message and "co21" in e.message
-
-
-def test_undefined_moment_reference(tmp_path):
-    from .keyset import DERIVED
-
-    errors = _errors(tmp_path, {"derived_key.txt": DERIVED + "7m  co21  moments  ['strictmom9']\n"})
-    e = _one(errors, "derived_key.txt")
-    assert e.line == 6 and "undefined moment 'strictmom9' in moments" in e.message
-
-
-def test_mosaic_part_without_definition(tmp_path):
-    errors = _errors(tmp_path, {"linearmosaic_definitions.txt": LINMOS + "ngc3627   ngc3627_3\n"})
-    e = _one(errors, "linearmosaic_definitions.txt")
-    assert e.line == 3
-    assert "mosaic part without definition: part 'ngc3627_3' of mosaic 'ngc3627'" in e.message
-
-
 def test_missing_key_file(tmp_path):
     errors = _errors(tmp_path, {"moment_key.txt": None})
     e = _one(errors, "master_key.txt")
@@ -158,19 +145,6 @@ def test_missing_master_key(tmp_path):
     with pytest.raises(KeyFileError) as exc:
         load_project(tmp_path / "nowhere")
     assert exc.value.errors[0].message == "missing key file: master key not found"
-
-
-def test_missing_recipe_file(tmp_path):
-    errors = _errors(tmp_path, {"cont.clean": None})
-    e = _one(errors, "imaging_recipes.txt")
-    assert e.line == 2 and "missing key file: recipe file" in e.message and "cont.clean" in e.message
-
-
-def test_unknown_moment_parameter(tmp_path):
-    errors = _errors(tmp_path, {"moment_key.txt": MOMENTS + "broadmom0   colour   blue\n"})
-    e = _one(errors, "moment_key.txt")
-    assert e.line == 11
-    assert "unknown moment parameter 'colour' for moment 'broadmom0'" in e.message and "algorithm" in e.message
 
 
 def test_recipe_missing_for_a_stage(tmp_path):

@@ -127,7 +127,11 @@ def _edit(ms: Path, sub: str, column: str, fn) -> None:
         tb.done()
 
 
-def _assert_nothing_written(out: Path) -> None:
+def _assert_reduce_fails(tp_sim, out: Path, error: type[Exception], match: str, **kwargs) -> None:
+    """``reduce(tp_sim, out, **kwargs)`` raises ``error`` matching ``match`` and writes nothing."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(error, match=match):
+        reduce(tp_sim, out, **kwargs)
     assert not out.exists()
     assert not out.with_name(out.stem + ".baseline").exists()
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
@@ -136,44 +140,34 @@ def _assert_nothing_written(out: Path) -> None:
 def test_ms_without_autocorrelations(tp_sim, tmp_path):
     ms = _copy_ms(tp_sim, tmp_path, "cross_only.ms")
     _edit(ms, "", "ANTENNA2", lambda a2: (a2 + 1) % len(tp_sim["manifest"]["antennas"]))
-    out = tmp_path / "out" / "cube.fits"
-    out.parent.mkdir()
-    with pytest.raises(SingleDishError, match=r"cross_only\.ms.*autocorrelation"):
-        reduce(tp_sim, out, ms_list=[ms])
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "out" / "cube.fits", SingleDishError,
+                         r"cross_only\.ms.*autocorrelation", ms_list=[ms])
 
 
 def test_ms_without_tp_antennas(tp_sim, tmp_path):
     ms = _copy_ms(tp_sim, tmp_path, "no_tp.ms")
     _edit(ms, "ANTENNA", "NAME", lambda n: np.array([f"DA{41 + k}" for k in range(len(n))]))
-    out = tmp_path / "out" / "cube.fits"
-    out.parent.mkdir()
-    with pytest.raises(StagingError, match=r"no_tp\.ms.*TP antenna"):
-        reduce(tp_sim, out, ms_list=[ms])
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "out" / "cube.fits", StagingError,
+                         r"no_tp\.ms.*TP antenna", ms_list=[ms])
 
 
 def test_spw_not_covering_the_line(tp_sim, tmp_path):
-    out = tmp_path / "cube.fits"
-    with pytest.raises(SingleDishError, match=r"ngc9999_tp\.ms: no spectral window covers the line grid 2"):
-        reduce(tp_sim, out, vsys_kms=2500.0, velocity_grid_kms=None)
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "cube.fits", SingleDishError,
+                         r"ngc9999_tp\.ms: no spectral window covers the line grid 2",
+                         vsys_kms=2500.0, velocity_grid_kms=None)
 
 
 def test_jyperk_csv_without_the_ms_antennas(tp_sim, tmp_path):
     bad = tmp_path / "jyperk.csv"
     bad.write_text("MS,Antenna,Spwid,Polarization,Factor\nngc9999_tp.ms,PM01,0,I,40.0\nother.ms,T702,0,I,40.0\n")
-    out = tmp_path / "cube.fits"
-    with pytest.raises(SingleDishError, match=r"jyperk\.csv: no Jy/K factor for MS ngc9999_tp\.ms .*T70"):
-        reduce(tp_sim, out, jyperk_csv=bad)
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "cube.fits", SingleDishError,
+                         r"jyperk\.csv: no Jy/K factor for MS ngc9999_tp\.ms .*T70", jyperk_csv=bad)
 
 
 def test_velocity_grid_finer_than_native(tp_sim, tmp_path):
-    out = tmp_path / "cube.fits"
-    with pytest.raises(SingleDishError, match=r"ngc9999_tp\.ms: velocity grid of 5\.0+ km/s is finer than the native"):
-        reduce(tp_sim, out, chan_dv_kms=5.0, velocity_grid_kms=None)
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "cube.fits", SingleDishError,
+                         r"ngc9999_tp\.ms: velocity grid of 5\.0+ km/s is finer than the native",
+                         chan_dv_kms=5.0, velocity_grid_kms=None)
 
 
 def test_off_integrations_without_syscal(tp_sim, tmp_path):
@@ -187,11 +181,8 @@ def test_off_integrations_without_syscal(tp_sim, tmp_path):
     finally:
         tb.close()
         tb.done()
-    out = tmp_path / "out" / "cube.fits"
-    out.parent.mkdir()
-    with pytest.raises(SingleDishError, match=r"no_syscal\.ms: OFF integrations but no SYSCAL"):
-        reduce(tp_sim, out, ms_list=[ms])
-    _assert_nothing_written(out)
+    _assert_reduce_fails(tp_sim, tmp_path / "out" / "cube.fits", SingleDishError,
+                         r"no_syscal\.ms: OFF integrations but no SYSCAL", ms_list=[ms])
 
 
 def test_raster_without_off_integrations_uses_otfraster(tp_sim, tmp_path):

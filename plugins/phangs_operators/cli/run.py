@@ -33,6 +33,8 @@ def register(subparsers, name: str, help_text: str) -> None:
                    help=f"stages to run (default: all of {', '.join(STAGES)})")
     p.add_argument("--chunk-size", type=int, default=None, help="channels per imaging chunk")
     p.add_argument("--force", action="store_true", help="re-run steps whose outputs exist")
+    p.add_argument("--min-score", type=float, default=None, metavar="S",
+                   help="fail the QA report task when the worst QA score is below S (DAG default 0.33)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the task graph and the files each task reads and writes")
     p.set_defaults(func=run)
@@ -48,6 +50,8 @@ def _conf(args) -> dict:
         conf["stages"] = _split(args.stages)
     if args.chunk_size:
         conf["chunk_size"] = int(args.chunk_size)
+    if args.min_score is not None:
+        conf["min_score"] = float(args.min_score)
     return conf
 
 

@@ -99,6 +99,7 @@ class PhangsBaseOperator(BaseOperator):
         self.force = force
         self.serves_configs = list(serves_configs) if serves_configs is not None else None
         self.serves_product = serves_product
+        self.overwrite = False
 
     @classmethod
     def _step_defaults(cls, kwargs: dict[str, Any]) -> None:
@@ -162,13 +163,16 @@ class PhangsBaseOperator(BaseOperator):
         reason = self._selected(context)
         inputs, outputs = self.inputs(context), self.outputs(context)
         qa_file = self.qa_path(context)
-        finished = bool(outputs) and qa_file.is_file() and all(Path(p).exists() for p in outputs)
+        recorded = qa_file.is_file() and all(Path(p).exists() for p in outputs)
+        finished = bool(outputs) and recorded
         if reason:
-            if finished:  # downstream steps of a selected stage can still use these outputs
+            if recorded:  # downstream steps of a selected stage can still use these outputs
                 self.log.info("%s; using the outputs of a previous run", reason)
                 return json.loads(qa_file.read_text())["result"]
             raise AirflowSkipException(reason)
         force = _truthy(self.force) or _truthy(params.get("force", False))
+        #: routines get ``overwrite=self.overwrite``: a forced re-run really recomputes
+        self.overwrite = force
         if _truthy(params.get("dry_run", False)):
             self.log.info("dry run: %s would read %s and write %s", self.task_id, inputs, outputs)
             return {"dry_run": True, "inputs": inputs, "outputs": outputs}

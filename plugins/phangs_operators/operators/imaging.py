@@ -146,7 +146,7 @@ class ImageChunkOperator(PhangsBaseOperator):
             extra.pop("niter", None)
             return imaging.make_dirty_cube(self._ms(), self.root, geometry=geometry, tclean_kw=tclean_kw,
                                            workdir=os.getcwd(), start=self.start, nchan=self.nchan,
-                                           mask=self.mask or None, **extra)
+                                           mask=self.mask or None, overwrite=self.overwrite, **extra)
         threshold = self.threshold_jy
         noise = None
         if isinstance(threshold, Mapping):  # from ChunkThresholdOperator: the PHANGS recipe
@@ -161,7 +161,8 @@ class ImageChunkOperator(PhangsBaseOperator):
                                    geometry=geometry, tclean_kw=tclean_kw,
                                    threshold_jy=float(threshold) if threshold is not None else None,
                                    noise_jy=float(noise) if noise is not None else None,
-                                   mask=self.mask or None, workdir=os.getcwd(), **extra)
+                                   mask=self.mask or None, workdir=os.getcwd(), overwrite=self.overwrite,
+                                   **extra)
 
 
 class ImageGeometryOperator(PhangsBaseOperator):
@@ -232,7 +233,7 @@ class GatherCubeOperator(PhangsBaseOperator):
         from phangs_operators.routines import imaging  # noqa: PLC0415
 
         chunks = sorted((dict(c) for c in list(self.chunks)), key=lambda c: int(c.get("start", 0)))
-        return imaging.gather_chunks([c["root"] for c in chunks], self.out_root)
+        return imaging.gather_chunks([c["root"] for c in chunks], self.out_root, overwrite=self.overwrite)
 
 
 class CleanCubeOperator(PhangsBaseOperator):
@@ -275,6 +276,7 @@ class CleanCubeOperator(PhangsBaseOperator):
         if str(tclean_kw.get("specmode", "")).lower() == "mfs":
             extra.pop("restfreq_ghz", None)
             return imaging.clean_continuum(ms, self.out_root, geometry=geometry, tclean_kw=tclean_kw,
-                                           mask=self.mask or None, workdir=os.getcwd(), **extra)
+                                           mask=self.mask or None, workdir=os.getcwd(),
+                                           overwrite=self.overwrite, **extra)
         return imaging.clean_cube(ms, self.out_root, geometry=geometry, tclean_kw=tclean_kw,
-                                  mask=self.mask or None, workdir=os.getcwd(), **extra)
+                                  mask=self.mask or None, workdir=os.getcwd(), overwrite=self.overwrite, **extra)

@@ -61,12 +61,12 @@ class PbcorRoundBeamOperator(PhangsBaseOperator):
 
         image, pb = _product(self.cube, ".image"), _product(self.cube, ".pb")
         pbcor = post.pbcor_cube(image, pb, self.out_root + "_pbcorr.image",
-                                cutoff=self.pb_cutoff, workdir=os.getcwd())
+                                cutoff=self.pb_cutoff, workdir=os.getcwd(), overwrite=self.overwrite)
         rounded = post.round_beam(self.out_root + "_pbcorr.image", self.out_root + "_pbcorr_round.image",
-                                  workdir=os.getcwd())
+                                  workdir=os.getcwd(), overwrite=self.overwrite)
         beam = rounded.to_dict().get("beam_arcsec")
         flat = post.round_beam(image, self.out_root + "_round.image", target_beam_arcsec=beam,
-                               workdir=os.getcwd())
+                               workdir=os.getcwd(), overwrite=self.overwrite)
         return {"image": self.out_root + "_pbcorr_round.image", "flat": self.out_root + "_round.image",
                 "pb": pb, "beam_arcsec": beam, "pbcor": pbcor.to_dict(),
                 "round": rounded.to_dict(), "flat_round": flat.to_dict()}
@@ -103,8 +103,10 @@ class FeatherOperator(PhangsBaseOperator):
 
         interf = _image(self.interf)
         sd_image = self.out_image.replace(".image", "_singledish.image")
-        imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=os.getcwd())
-        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=os.getcwd())
+        imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=os.getcwd(),
+                                          overwrite=self.overwrite)
+        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=os.getcwd(),
+                                   overwrite=self.overwrite)
         out = result.to_dict()
         out.update({"image": self.out_image, "singledish": imported.to_dict(),
                     "pb": self.interf.get("pb") if isinstance(self.interf, Mapping) else None})
@@ -137,7 +139,8 @@ class LinearMosaicOperator(PhangsBaseOperator):
         images = [_image(p) for p in parts]
         pbs = [p.get("pb") if isinstance(p, Mapping) else None for p in parts]
         out_pb = self.out_image[: -len(".image")] + ".pb"
-        result = post.linear_mosaic(images, pbs, self.out_image, out_pb=out_pb, workdir=os.getcwd())
+        result = post.linear_mosaic(images, pbs, self.out_image, out_pb=out_pb, workdir=os.getcwd(),
+                                    overwrite=self.overwrite)
         out = result.to_dict()
         out.update({"image": self.out_image, "pb": out_pb})
         return out
@@ -170,7 +173,8 @@ class ExportCubeOperator(PhangsBaseOperator):
 
         pb = self.image.get("pb") if isinstance(self.image, Mapping) else None
         result = post.finish_cube(_image(self.image), pb, self.out_fits, object_name=self.object_name,
-                                  kind="continuum" if self.continuum else "cube", workdir=os.getcwd())
+                                  kind="continuum" if self.continuum else "cube", workdir=os.getcwd(),
+                                  overwrite=self.overwrite)
         out = result.to_dict()
         outputs = out.get("outputs") or {}
         out.update({"fits": self.out_fits, "files": [v for k, v in outputs.items() if k.startswith("fits")]})

@@ -48,5 +48,7 @@ class StageVisibilitiesOperator(PhangsBaseOperator):
 
         if self.continuum or not self.line:
             return vis.stage_continuum_product(self.ms_by_array, self.out_ms, workdir=os.getcwd(),
+                                               overwrite=self.overwrite,
                                                **self.continuum)
-        return vis.stage_line_product(self.ms_by_array, self.out_ms, workdir=os.getcwd(), **self.line)
+        return vis.stage_line_product(self.ms_by_array, self.out_ms, workdir=os.getcwd(),
+                                      overwrite=self.overwrite, **self.line)

@@ -430,16 +430,24 @@ def image_geometry(
     return geom
 
 
-def measure_noise(image: str | os.PathLike[str], niter: int = 5) -> float:
-    """PHANGS ``chauvmad`` noise (Jy/beam) of a CASA image (its pixel mask respected)."""
-    p = _require_image(image)
-    ia = casatools().image()
+def _read_pixels(ia: Any, image: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel values and pixel mask (True = good) of a CASA image, degenerate axes dropped.
+
+    ``ia`` is a casatools image tool; it is opened on ``image`` and closed again.
+    """
     try:
-        ia.open(str(p))
+        ia.open(str(image))
         data = ia.getchunk(dropdeg=True)
         pmask = ia.getchunk(getmask=True, dropdeg=True)
     finally:
         ia.close()
+    return data, pmask
+
+
+def measure_noise(image: str | os.PathLike[str], niter: int = 5) -> float:
+    """PHANGS ``chauvmad`` noise (Jy/beam) of a CASA image (its pixel mask respected)."""
+    p = _require_image(image)
+    data, pmask = _read_pixels(casatools().image(), p)
     try:
         return chauvenet_mad_noise(data, pmask, niter=niter)
     except ImagingError as exc:
@@ -484,30 +492,26 @@ def read_beam(image: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _image_nchan(image: Path) -> int:
-    ia = casatools().image()
-    try:
-        ia.open(str(image))
-        cs = ia.coordsys()
-        spec = cs.findcoordinate("spectral")
-        shape = ia.shape()
-        cs.done()
-    finally:
-        ia.close()
-    if not spec["return"]:
-        return 1
-    return int(shape[int(spec["pixel"][0])])
+    axis, shape = _spectral_axis_and_shape(image)
+    return 1 if axis is None else int(shape[axis])
 
 
 def _spectral_axis(image: Path) -> int | None:
+    return _spectral_axis_and_shape(image)[0]
+
+
+def _spectral_axis_and_shape(image: Path) -> tuple[int | None, list[int]]:
+    """Pixel axis of the spectral coordinate (None if the image has none) and the image shape."""
     ia = casatools().image()
     try:
         ia.open(str(image))
         cs = ia.coordsys()
         spec = cs.findcoordinate("spectral")
+        shape = [int(x) for x in ia.shape()]
         cs.done()
     finally:
         ia.close()
-    return int(spec["pixel"][0]) if spec["return"] else None
+    return (int(spec["pixel"][0]) if spec["return"] else None), shape
 
 
 def align_clean_mask(
@@ -1232,13 +1236,7 @@ def chunks_threshold(
     ia = casatools().image()
     values = []
     for r in roots:
-        p = _require_image(r + ext)
-        try:
-            ia.open(str(p))
-            data = ia.getchunk(dropdeg=True)
-            pmask = ia.getchunk(getmask=True, dropdeg=True)
-        finally:
-            ia.close()
+        data, pmask = _read_pixels(ia, _require_image(r + ext))
         values.append(np.asarray(data, dtype=np.float64)[pmask & np.isfinite(data)])
     pooled = np.concatenate(values)
     try:

@@ -457,7 +457,7 @@ def _parse_direction(ra_hms: str, dec_dms: str) -> tuple[float, float]:
     return float(Angle(ra_hms).to_value("deg")), float(Angle(dec_dms).to_value("deg"))
 
 
-def _offset_direction(ra_deg: float, dec_deg: float, east: float, north: float) -> tuple[float, float]:
+def offset_direction(ra_deg: float, dec_deg: float, east: float, north: float) -> tuple[float, float]:
     """Exact spherical offset of a direction by (east, north) [arcsec] -> (RA, Dec) [deg]."""
     from astropy import units as u  # noqa: PLC0415
     from astropy.coordinates import SkyCoord  # noqa: PLC0415
@@ -604,6 +604,53 @@ def _write_tp_fits(path: Path, galaxy: Galaxy, cube: np.ndarray, velocities: np.
     fits.PrimaryHDU(data=cube.astype(np.float32), header=hdr).writeto(path, overwrite=True)
 
 
+def write_lsrk_image(
+    ct: Any, path: Path, pixels: np.ndarray, *, refpix_xy: tuple[float, float], ra_rad: float, dec_rad: float,
+    freq0_hz: float, cell_rad: float, dnu_hz: float, restfreq_hz: float,
+) -> None:
+    """Write a 4-D CASA image (RA, Dec, Stokes I, Freq; Jy/pixel; J2000 and LSRK).
+
+    Parameters
+    ----------
+    ct : module
+        casatools (from :func:`phangs_operators.casa.casatools`).
+    path : Path
+        Output image (overwritten).
+    pixels : numpy.ndarray
+        Pixel values [Jy/pixel], shape (nx, ny, 1, nchan).
+    refpix_xy : tuple of float
+        Reference pixel (x, y) [pixels, 0-based] of the direction axes.
+    ra_rad, dec_rad : float
+        Direction of the reference pixel [rad].
+    freq0_hz : float
+        LSRK frequency of the first channel [Hz].
+    cell_rad : float
+        Pixel size [rad] (RA increases to the left).
+    dnu_hz : float
+        Channel increment [Hz].
+    restfreq_hz : float
+        Rest frequency [Hz].
+    """
+    cs = ct.coordsys()
+    csys = cs.newcoordsys(direction=True, spectral=True, stokes=["I"])
+    csys.setreferencecode("J2000", type="direction")
+    csys.setreferencecode("LSRK", type="spectral")
+    csys.setunits(["rad", "rad", "", "Hz"])
+    csys.setreferencepixel([refpix_xy[0], refpix_xy[1], 0, 0])
+    csys.setreferencevalue([ra_rad, dec_rad, 1.0, freq0_hz])
+    csys.setincrement([-cell_rad, cell_rad, 1.0, dnu_hz])
+    csys.setrestfrequency(restfreq_hz)
+    ia = ct.image()
+    try:
+        ia.fromarray(outfile=str(path), pixels=np.ascontiguousarray(pixels), csys=csys.torecord(), overwrite=True)
+        ia.setbrightnessunit("Jy/pixel")
+    finally:
+        ia.close()
+        ia.done()
+        csys.done()
+        cs.done()
+
+
 def _write_model_image(ct: Any, path: Path, galaxy: Galaxy, preset: Preset) -> dict[str, Any]:
     """Write the model as a 4-D CASA image (RA, Dec, Stokes, Freq; Jy/pixel; LSRK)."""
     cube, freqs, line_flux, (cy, cx) = model_sky(galaxy, preset)
@@ -615,28 +662,12 @@ def _write_model_image(ct: Any, path: Path, galaxy: Galaxy, preset: Preset) -> d
     apertures = {f"{r:g}": float(line_map[radius <= r].sum()) for r in APERTURE_RADII_ARCSEC}
     ra, dec = _parse_direction(galaxy.ra_hms, galaxy.dec_dms)
     n = preset.model_npix
-    cs = ct.coordsys()
-    csys = cs.newcoordsys(direction=True, spectral=True, stokes=["I"])
     rad = math.pi / 180.0
-    csys.setreferencecode("J2000", type="direction")
-    csys.setreferencecode("LSRK", type="spectral")
-    csys.setunits(["rad", "rad", "", "Hz"])
-    csys.setreferencepixel([n // 2, n // 2, 0, 0])
-    csys.setreferencevalue([ra * rad, dec * rad, 1.0, float(freqs[0])])
-    cell = preset.model_cell_arcsec / 3600.0 * rad
-    csys.setincrement([-cell, cell, 1.0, float(freqs[1] - freqs[0])])
-    csys.setrestfrequency(CO21_REST_HZ)
     # (nchan, ny, nx) -> (nx, ny, 1, nchan)
     pixels = np.ascontiguousarray(np.transpose(cube, (2, 1, 0))[:, :, np.newaxis, :], dtype=np.float64)
-    ia = ct.image()
-    try:
-        ia.fromarray(outfile=str(path), pixels=pixels, csys=csys.torecord(), overwrite=True)
-        ia.setbrightnessunit("Jy/pixel")
-    finally:
-        ia.close()
-        ia.done()
-        csys.done()
-        cs.done()
+    write_lsrk_image(ct, path, pixels, refpix_xy=(n // 2, n // 2), ra_rad=ra * rad, dec_rad=dec * rad,
+                     freq0_hz=float(freqs[0]), cell_rad=preset.model_cell_arcsec / 3600.0 * rad,
+                     dnu_hz=float(freqs[1] - freqs[0]), restfreq_hz=CO21_REST_HZ)
     return {
         "line_flux_jykms": line_flux,
         "cont_flux_jy": galaxy.cont_flux_jy,
@@ -652,7 +683,7 @@ def _write_model_image(ct: Any, path: Path, galaxy: Galaxy, preset: Preset) -> d
 # ---------------------------------------------------------------------------------------------
 
 
-def _antennas(cfg_name: str, n_ant: int) -> dict[str, Any]:
+def antennas_from_config(cfg_name: str, n_ant: int) -> dict[str, Any]:
     """Read a casadata alma/simmos configuration and keep its ``n_ant`` most central antennas."""
     from phangs_operators.casa import casatasks, casatools  # noqa: PLC0415
 
@@ -707,7 +738,7 @@ def _stderr_to_log() -> Iterator[None]:
                 log.debug("CASA stderr: %s", text)
 
 
-def _topo_frequency(ct: Any, lsrk_hz: float, ra_deg: float, dec_deg: float, date: str, posobs: Any) -> float:
+def topo_frequency(ct: Any, lsrk_hz: float, ra_deg: float, dec_deg: float, date: str, posobs: Any) -> float:
     """TOPO frequency [Hz] seen at the observatory at transit on ``date`` of an LSRK frequency."""
     with _stderr_to_log():
         return _topo_frequency_measures(ct, lsrk_hz, ra_deg, dec_deg, date, posobs)
@@ -746,11 +777,11 @@ def _simulate_ms(
 ) -> dict[str, Any]:
     """Simulate one measurement set; returns its manifest entry (without the path)."""
     cfg_name = "alma.cycle10.1.cfg" if obs.array == "12m" else "aca.cycle10.cfg"
-    ants = _antennas(cfg_name, obs.n_antennas)
+    ants = antennas_from_config(cfg_name, obs.n_antennas)
     ra0, dec0 = _parse_direction(obs.center_ra, obs.center_dec)
-    pointings = [_offset_direction(ra0, dec0, e, n) for e, n in obs.offsets_arcsec]
+    pointings = [offset_direction(ra0, dec0, e, n) for e, n in obs.offsets_arcsec]
     lsrk_centre = float(_lsrk_freq_of_velocity(galaxy.vsys_kms))
-    topo_centre = _topo_frequency(ct, lsrk_centre, ra0, dec0, obs.date, ants["posobs"])
+    topo_centre = topo_frequency(ct, lsrk_centre, ra0, dec0, obs.date, ants["posobs"])
     nchan, dnu = preset.nchan, preset.chan_width_hz
     # ALMA-like: ascending TOPO channels, vsys near the centre channel
     freq0 = topo_centre - (nchan // 2) * dnu

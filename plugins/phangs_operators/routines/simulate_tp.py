@@ -39,6 +39,12 @@ from typing import Any
 import numpy as np
 
 from phangs_operators.errors import SimulationError
+from phangs_operators.routines.simulate import (
+    antennas_from_config,
+    offset_direction,
+    topo_frequency,
+    write_lsrk_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,26 +186,10 @@ def _write_tp_model(ct: Any, model: dict[str, Any], out: Path, freqs_hz: np.ndar
     # centre: the model's reference pixel (block-summed, padded)
     rx = (model["refpix_xy"][0] - (f - 1) / 2.0) / f + pad
     ry = (model["refpix_xy"][1] - (f - 1) / 2.0) / f + pad
-    cs = ct.coordsys()
-    csys = cs.newcoordsys(direction=True, spectral=True, stokes=["I"])
-    csys.setreferencecode("J2000", type="direction")
-    csys.setreferencecode("LSRK", type="spectral")
-    csys.setunits(["rad", "rad", "", "Hz"])
-    csys.setreferencepixel([rx, ry, 0, 0])
-    csys.setreferencevalue([model["ra_rad"], model["dec_rad"], 1.0, float(freqs_hz[0])])
-    c_rad = cell / 3600.0 * math.pi / 180.0
-    csys.setincrement([-c_rad, c_rad, 1.0, float(dn)])
-    csys.setrestfrequency(model["restfreq_hz"])
-    ia = ct.image()
-    try:
-        ia.fromarray(outfile=str(out), pixels=np.ascontiguousarray(resampled[:, :, None, :]),
-                     csys=csys.torecord(), overwrite=True)
-        ia.setbrightnessunit("Jy/pixel")
-    finally:
-        ia.close()
-        ia.done()
-        csys.done()
-        cs.done()
+    write_lsrk_image(ct, out, resampled[:, :, None, :], refpix_xy=(rx, ry), ra_rad=model["ra_rad"],
+                     dec_rad=model["dec_rad"], freq0_hz=float(freqs_hz[0]),
+                     cell_rad=cell / 3600.0 * math.pi / 180.0, dnu_hz=float(dn),
+                     restfreq_hz=model["restfreq_hz"])
     dv = C_KMS * dn / model["restfreq_hz"]
     return {"line_flux_jykms": float(resampled.sum(axis=(0, 1)).sum() * dv - cont.sum() * dv * freqs_hz.size),
             "cell_arcsec": cell}
@@ -211,10 +201,7 @@ def _write_tp_model(ct: Any, model: dict[str, Any], out: Path, freqs_hz: np.ndar
 
 
 def _tp_antennas(n: int) -> dict[str, Any]:
-    from phangs_operators.routines.simulate import _antennas  # noqa: PLC0415 - shared reader
-
-    ants = _antennas("aca.tp.cfg", n)
-    return ants
+    return antennas_from_config("aca.tp.cfg", n)
 
 
 def _add_syscal(ct: Any, ms: Path, tsys_k: np.ndarray, nchan: int, t_range: tuple[float, float],
@@ -334,7 +321,6 @@ def simulate_tp_ms(
         Unknown preset, bad parameters, unreadable model image.
     """
     from phangs_operators.casa import casa_session, casatasks, casatools  # noqa: PLC0415
-    from phangs_operators.routines.simulate import _topo_frequency  # noqa: PLC0415
 
     if preset not in TP_PRESETS:
         raise SimulationError(f"unknown TP preset {preset!r}; choose one of {', '.join(TP_PRESETS)}")
@@ -369,7 +355,7 @@ def simulate_tp_ms(
             lsrk_freqs = f_lsrk + (np.arange(nchan + 40) - (nchan + 40) // 2) * dn  # covers the spw
             ants = _tp_antennas(int(p["n_antennas"]))
             ra_deg, dec_deg = math.degrees(model["ra_rad"]), math.degrees(model["dec_rad"])
-            f_topo = _topo_frequency(ct, f_lsrk, ra_deg, dec_deg, date, ants["posobs"])
+            f_topo = topo_frequency(ct, f_lsrk, ra_deg, dec_deg, date, ants["posobs"])
             freq0 = f_topo - (nchan // 2) * dn
             lam = C_KMS * 1e3 / f_topo
             step = math.degrees(lam / (3.0 * TP_DISH_M)) * 3600.0
@@ -462,10 +448,9 @@ def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], ras
              n_cov: int, t_int: float, freq0: float, dn: float, nchan: int, date: str, project: str,
              field_name: str, tp_model: Path, extra_spw: bool = False) -> tuple[int, int]:
     """Run the simulator: OFF + raster row, for every row and coverage; returns (n_on, n_off)."""
-    from phangs_operators.routines.simulate import _offset_direction  # noqa: PLC0415
 
     ra0, dec0 = math.degrees(model["ra_rad"]), math.degrees(model["dec_rad"])
-    off_ra, off_dec = _offset_direction(ra0, dec0, 600.0, 0.0)  # 10' east: empty sky
+    off_ra, off_dec = offset_direction(ra0, dec0, 600.0, 0.0)  # 10' east: empty sky
     directions: list[str] = []
     is_off: list[bool] = []
     for cov in range(n_cov):
@@ -474,7 +459,7 @@ def _observe(ct: Any, ms: Path, ants: dict[str, Any], model: dict[str, Any], ras
             directions.append(f"J2000 {math.radians(off_ra)!r}rad {math.radians(off_dec)!r}rad")
             is_off.append(True)
             for e, n in row:
-                ra, dec = _offset_direction(ra0, dec0, float(e), float(n))
+                ra, dec = offset_direction(ra0, dec0, float(e), float(n))
                 directions.append(f"J2000 {math.radians(ra)!r}rad {math.radians(dec)!r}rad")
                 is_off.append(False)
     sm = ct.simulator()

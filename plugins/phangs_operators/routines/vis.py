@@ -247,30 +247,32 @@ def statwt_exclusion_range(nchan: int, chan_kms: float, edge_kms: float) -> tupl
 
 def format_angle_hms(ra_rad: float) -> str:
     """Right ascension (rad) as ``'12h00m00.000000s'``."""
-    hours = (math.degrees(ra_rad) / 15.0) % 24.0
-    h = int(hours)
-    m = int((hours - h) * 60)
-    s = (hours - h - m / 60.0) * 3600.0
-    if s >= 59.9999995:
-        s, m = 0.0, m + 1
-    if m >= 60:
-        m, h = m - 60, (h + 1) % 24
-    return f"{h:02d}h{m:02d}m{s:09.6f}s"
+    h, m, s = _sexagesimal((math.degrees(ra_rad) / 15.0) % 24.0, 59.9999995)
+    return f"{h % 24:02d}h{m:02d}m{s:09.6f}s"
 
 
 def format_angle_dms(dec_rad: float) -> str:
     """Declination (rad) as ``'-30d00m00.00000s'``."""
     deg = math.degrees(dec_rad)
     sign = "-" if deg < 0 else "+"
-    deg = abs(deg)
-    d = int(deg)
-    m = int((deg - d) * 60)
-    s = (deg - d - m / 60.0) * 3600.0
-    if s >= 59.999995:
+    d, m, s = _sexagesimal(abs(deg), 59.999995)
+    return f"{sign}{d:02d}d{m:02d}m{s:08.5f}s"
+
+
+def _sexagesimal(value: float, round_up_at: float) -> tuple[int, int, float]:
+    """Split a non-negative ``value`` into (units, minutes, seconds) of 60ths.
+
+    Seconds of ``round_up_at`` or more (those that would print as 60 at the caller's
+    precision) are carried into the minutes, and 60 minutes into the units.
+    """
+    units = int(value)
+    m = int((value - units) * 60)
+    s = (value - units - m / 60.0) * 3600.0
+    if s >= round_up_at:
         s, m = 0.0, m + 1
     if m >= 60:
-        m, d = m - 60, d + 1
-    return f"{sign}{d:02d}d{m:02d}m{s:08.5f}s"
+        m, units = m - 60, units + 1
+    return units, m, s
 
 
 # ---------------------------------------------------------------------------------------

@@ -199,6 +199,11 @@ def cprops_mask(data: np.ndarray, noise: np.ndarray | NoiseSource | float | None
         mask = grow_mask(hi, constraint=lo)
     else:
         mask = hi
+    return _grow_xy_then_v(mask, grow_xy, grow_v)
+
+
+def _grow_xy_then_v(mask: np.ndarray, grow_xy: int | None, grow_v: int | None) -> np.ndarray:
+    """Dilate ``mask`` by ``grow_xy`` iterations in the sky plane, then ``grow_v`` along velocity."""
     if grow_xy:
         mask = grow_mask(mask, iters_xy=int(grow_xy))
     if grow_v:
@@ -344,11 +349,7 @@ def broad_mask_array(template: np.ndarray, template_header: fits.Header,
         mask = count > fraction_of_scales * len(others)
     else:
         raise CubeError(f"broadmask_kw: unknown recipe {recipe!r} (anyscale, somescales)")
-    if grow_xy:
-        mask = grow_mask(mask, iters_xy=int(grow_xy))
-    if grow_v:
-        mask = grow_mask(mask, iters_v=int(grow_v))
-    return mask
+    return _grow_xy_then_v(mask, grow_xy, grow_v)
 
 
 def make_broad_mask(template_fits: str | Path, mask_fits_list: list[str | Path],
