@@ -78,7 +78,9 @@ def test_every_task_ran_on_the_celery_worker(celery_run):
     ran = [t for t in celery_run["tis"] if t["state"] == "success"]
     assert len(ran) >= 10
     log = celery_run["worker_log"]
-    executed = set(re.findall(rf"run_id={RUN_ID}/task_id=([^/]+)/map_index=(-?\d+)/attempt=", log))
+    # log paths: .../run_id=R/task_id=T/[map_index=M/]attempt=N.log (no map_index for unmapped tasks)
+    executed = {(task, index or "-1") for task, index in
+                re.findall(rf"run_id={RUN_ID}/task_id=([^/']+)/(?:map_index=(-?\d+)/)?attempt=", log)}
     missing = [(t["task_id"], t["map_index"]) for t in ran if (t["task_id"], str(t["map_index"])) not in executed]
     assert not missing, f"task instances not executed by the Celery worker: {missing}"
     assert "Executing workload in Celery" in log

@@ -4,7 +4,6 @@ example DAG (operators reused without key files) runs."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -32,8 +32,12 @@ def _errors(tmp_path, changes):
     return errors
 
 
+def _hits(errors, file_name):
+    return [e for e in errors if e.file.endswith("/" + file_name)]
+
+
 def _one(errors, file_name):
-    hits = [e for e in errors if e.file.endswith("/" + file_name)]
+    hits = _hits(errors, file_name)
     assert len(hits) == 1, errors
     return hits[0]
 
@@ -106,7 +110,7 @@ def test_wrong_column_count(tmp_path):
     bad = TARGETS.replace("ngc0628     01h36m41.7s   +15d47m01s   657   254",
                           "ngc0628     01h36m41.7s   +15d47m01s   657")
     errors = _errors(tmp_path, {"target_definitions.txt": bad})
-    e = [e for e in errors if e.file.endswith("target_definitions.txt")][0]
+    e = _hits(errors, "target_definitions.txt")[0]
     assert e.line == 2
     assert "wrong column count: expected 5 columns (target ra dec vsys_kms vwidth_kms), found 4" in e.message
     # consequences are reported too (ngc0628 is then undefined where it is used)
@@ -117,7 +121,7 @@ def test_unparsable_literal(tmp_path):
     bad = CONFIGS.replace("{'array_tags':['7m'],'clean_scales_arcsec':[0,5.0,10.0]}",
                           "{'array_tags':['7m'],'clean_scales_arcsec':[0,5.0,10.0}")
     errors = _errors(tmp_path, {"config_definitions.txt": bad})
-    e = [e for e in errors if e.file.endswith("config_definitions.txt")][0]
+    e = _hits(errors, "config_definitions.txt")[0]
     assert e.line == 7
     assert e.message.startswith("unparsable literal") and "expected a Python literal" in e.message
 
@@ -159,7 +163,7 @@ def test_recipe_missing_for_a_stage(tmp_path):
 def test_bad_encoding(tmp_path):
     data = TARGETS.encode() + "ngc4321  12h22m54.9s  +15d49m21s  1572  \xff\xfe\n".encode("latin-1")
     errors = _errors(tmp_path, {"target_definitions.txt": data})
-    e = [x for x in errors if x.file.endswith("target_definitions.txt")][0]
+    e = _hits(errors, "target_definitions.txt")[0]
     assert e.line == 6 and e.message.startswith("bad encoding: byte 0xff is not valid UTF-8")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from phangs_operators.errors import KeyFileError
 from phangs_operators.keys import load_project
 

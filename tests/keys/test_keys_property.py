@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from phangs_operators.errors import KeyFileError
 from phangs_operators.keys import check_key_set, load_project
 

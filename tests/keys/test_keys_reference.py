@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
 from phangs_operators.errors import KeyFileError
 from phangs_operators.keys import load_project
 

@@ -79,6 +79,9 @@ def test_every_key_entry_resolves_to_a_simulated_file(demo_project, tiny_demo) -
     p = demo_project
     m = tiny_demo.manifest
     by_path = {(tiny_demo.data / e["path"]).resolve(): e for e in m["measurement_sets"].values()}
+    for name, e in m.get("tp_measurement_sets", {}).items():  # ALMA TP data: target = its galaxy
+        by_path[(tiny_demo.data / e["path"]).resolve()] = {
+            "target": e["galaxy"], "array": e["array"], "project": e["path"].split("/")[1]}
     seen = set()
     for entry in p.ms_entries():
         path = p.ms_path(entry)
@@ -89,6 +92,10 @@ def test_every_key_entry_resolves_to_a_simulated_file(demo_project, tiny_demo) -
     assert seen == set(by_path), "simulated MSes missing from ms_file_key"
     for target in ("ngc9999", "ngc9998", "ngc9998_1", "ngc9998_2"):
         galaxy = m["targets"][target]["galaxy"] if target in m["targets"] else target
+        if galaxy in {e["galaxy"] for e in m.get("tp_measurement_sets", {}).values()}:
+            # made by the pipeline's total-power stage from the TP measurement sets
+            assert p.singledish_file(target, "co21").endswith("_pipeline.fits"), target
+            continue
         sd = p.singledish_path(target, "co21")
         assert sd is not None, target
         assert sd.resolve() == (tiny_demo.data / m["singledish"][galaxy]["path"]).resolve()

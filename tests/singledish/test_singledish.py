@@ -127,6 +127,19 @@ def _edit(ms: Path, sub: str, column: str, fn) -> None:
         tb.done()
 
 
+def _remove_syscal(ms: Path) -> None:
+    """Drop the SYSCAL subtable keyword of ``ms`` (the Tsys spectra disappear)."""
+    from phangs_operators.casa import casatools
+
+    tb = casatools().table()
+    try:
+        tb.open(str(ms), nomodify=False)
+        tb.removekeyword("SYSCAL")
+    finally:
+        tb.close()
+        tb.done()
+
+
 def _assert_reduce_fails(tp_sim, out: Path, error: type[Exception], match: str, **kwargs) -> None:
     """``reduce(tp_sim, out, **kwargs)`` raises ``error`` matching ``match`` and writes nothing."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,16 +184,8 @@ def test_velocity_grid_finer_than_native(tp_sim, tmp_path):
 
 
 def test_off_integrations_without_syscal(tp_sim, tmp_path):
-    from phangs_operators.casa import casatools
-
     ms = _copy_ms(tp_sim, tmp_path, "no_syscal.ms")
-    tb = casatools().table()
-    try:
-        tb.open(str(ms), nomodify=False)
-        tb.removekeyword("SYSCAL")
-    finally:
-        tb.close()
-        tb.done()
+    _remove_syscal(ms)
     _assert_reduce_fails(tp_sim, tmp_path / "out" / "cube.fits", SingleDishError,
                          r"no_syscal\.ms: OFF integrations but no SYSCAL", ms_list=[ms])
 
@@ -217,7 +222,7 @@ def test_float_data_multi_spw_ms_as_importasdm_writes_it(tp_sim, tmp_path):
 
 def test_data_already_on_the_k_scale_pass_through(tp_sim, tmp_path, cube_jyperk):
     """ON-only K-scale data without SYSCAL: no sdcal calibration, the Jy/K table still applies."""
-    from phangs_operators.casa import casa_session, casatasks, casatools
+    from phangs_operators.casa import casa_session, casatasks
 
     cta = casatasks()
     work = tmp_path / "prep"
@@ -229,13 +234,7 @@ def test_data_already_on_the_k_scale_pass_through(tp_sim, tmp_path, cube_jyperk)
         kdir.mkdir()
         ms = kdir / tp_sim["ms"].name  # same name: the jyperk.csv rows refer to it
         cta.split(vis=str(cal), outputvis=str(ms), intent="*ON_SOURCE*", datacolumn="corrected")
-    tb = casatools().table()
-    try:
-        tb.open(str(ms), nomodify=False)
-        tb.removekeyword("SYSCAL")
-    finally:
-        tb.close()
-        tb.done()
+    _remove_syscal(ms)
     res = reduce(tp_sim, tmp_path / "out" / "cube.fits", ms_list=[ms], jyperk_csv=tp_sim["jyperk"])
     assert res.calibration[str(ms)]["sdcal"] == "none"
     assert any("K scale" in w for w in res.warnings)

@@ -670,9 +670,10 @@ class _Loader:
                              f"(first at {seen[k]})")
                     continue
                 seen[k] = loc
-                if tag not in used_tags and tag not in warned:
+                if tag not in used_tags and tag not in self.sd_configs and tag not in warned:
                     warned.add(tag)
-                    self.log.warn(path, lineno, f"array tag {tag!r} is used by no interf_config")
+                    self.log.warn(path, lineno, f"array tag {tag!r} is used by no interf_config "
+                                  "or singledish_config")
                 self.ms.setdefault(target, []).append(
                     MsEntry(target, project, fld, tag, obsnum, fname, str(path), lineno))
 

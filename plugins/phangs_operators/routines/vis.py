@@ -505,8 +505,14 @@ def _rm(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Rename ``tmp`` to ``final`` (replacing it if ``overwrite``)."""
+def _publish(built: Path, final: Path, overwrite: bool) -> None:
+    """Move ``built`` next to ``final`` under a temporary name, then rename it to ``final``.
+
+    An existing ``final`` is replaced only if ``overwrite``.
+    """
+    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(built), str(tmp))
     if final.exists():
         if not overwrite:
             raise StagingError(f"{str(final)!r} appeared while staging; refusing to replace it")
@@ -750,10 +756,7 @@ def stage_line_product(
                 datacolumn="data", fitspw=fitspw, excludechans=excl, flagbackup=False,
             )
             result.statwt_fitspw = fitspw
-        tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(combined), str(tmp))
-        _publish(tmp, out, overwrite)
+        _publish(combined, out, overwrite)
     desc = _describe_existing(out, "line", restfreq_ghz)
     result.nchan, result.nspw = desc.nchan, desc.nspw
     result.vel_first_kms, result.vel_last_kms = desc.vel_first_kms, desc.vel_last_kms
@@ -943,10 +946,7 @@ def stage_continuum_product(
             os.replace(pieces[0], combined)
         else:
             cta.concat(vis=[str(p) for p in pieces], concatvis=str(combined), copypointing=False)
-        tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(combined), str(tmp))
-        _publish(tmp, out, overwrite)
+        _publish(combined, out, overwrite)
     desc = _describe_existing(out, "continuum", None)
     result.nchan, result.nspw = desc.nchan, desc.nspw
     result.seconds = time.perf_counter() - t0
