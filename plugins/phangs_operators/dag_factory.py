@@ -502,7 +502,9 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
         # itself fail when any step failed, so a failed step is never hidden by a green report
         watcher = RunStatusOperator(task_id="run_status", trigger_rule="one_failed", owner="phangs",
                                     retries=0)
-        [t for t in dag.tasks if t is not watcher] >> watcher
+        # every chain ends in a publish task (all_success: a failure upstream makes it
+        # upstream_failed, which one_failed counts), so watching those and the QA task suffices
+        [*publishers, qa] >> watcher
 
         # broad masks also need the strict masks of the linked configs (PHANGS mask_configs)
         for broad, config, product in broad_pending:
