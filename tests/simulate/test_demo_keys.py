@@ -79,7 +79,7 @@ def test_every_key_entry_resolves_to_a_simulated_file(demo_project, tiny_demo) -
     p = demo_project
     m = tiny_demo.manifest
     by_path = {(tiny_demo.data / e["path"]).resolve(): e for e in m["measurement_sets"].values()}
-    for name, e in m.get("tp_measurement_sets", {}).items():  # ALMA TP data: target = its galaxy
+    for e in m.get("tp_measurement_sets", {}).values():  # ALMA TP data: target = its galaxy
         by_path[(tiny_demo.data / e["path"]).resolve()] = {
             "target": e["galaxy"], "array": e["array"], "project": e["path"].split("/")[1]}
     seen = set()
