@@ -1,8 +1,9 @@
 """Reuse of the phangs operators without key files: image one measurement set.
 
-Three operators from ``phangs_operators`` - plan the channel chunks, image each chunk
-(dynamic task mapping), gather the chunks into one cube - on any calibrated, continuum-
-subtracted measurement set. The MS path and the imaging parameters are params of the run.
+Operators from ``phangs_operators`` - image geometry (cell and size from the MS, or the
+params), plan the channel chunks, image each chunk (dynamic task mapping), gather the chunks
+into one cube - on any calibrated, continuum-subtracted measurement set. The MS path and the
+imaging parameters are params of the run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param
 
-from phangs_operators.operators.imaging import GatherCubeOperator, ImageChunkOperator, PlanChunksOperator
+from phangs_operators.operators.imaging import (
+    GatherCubeOperator,
+    ImageChunkOperator,
+    ImageGeometryOperator,
+    PlanChunksOperator,
+)
 
 DEFAULT_MS = os.environ.get("PHANGS_EXAMPLE_MS", "/data/phangs/example/galaxy_12m_co21.ms")
 WORKDIR = os.environ.get("PHANGS_EXAMPLE_WORKDIR", "/tmp/phangs-example")
@@ -39,12 +45,15 @@ with DAG(
         "niter": Param(0, type="integer", minimum=0, title="Clean iterations (0 = dirty cube)"),
     },
 ) as dag:
+    geometry = ImageGeometryOperator(task_id="image_geometry", ms="{{ params.ms }}", workdir=WORKDIR,
+                                     geometry_kw={"cell_arcsec": "{{ params.cell_arcsec }}",
+                                                  "imsize": "{{ params.imsize }}"})
     plan = PlanChunksOperator(task_id="plan_chunks", nchan="{{ params.nchan }}",
                               chunk_size="{{ params.chunk_size }}", workdir=WORKDIR)
     chunks = ImageChunkOperator.partial(
         task_id="image_chunk", ms="{{ params.ms }}", chunk_dir=str(Path(WORKDIR) / "chunks"),
         name="example", mode="clean", workdir=WORKDIR, threshold_jy="{{ params.threshold_jy }}",
-        geometry={"cell": "{{ params.cell_arcsec }}arcsec", "imsize": "{{ params.imsize }}"},
+        geometry=geometry.output,
         tclean_kw={"specmode": "cube", "deconvolver": "hogbom", "niter": 0, "gridder": "standard",
                    "weighting": "briggs", "robust": 0.5},
         clean_kw={"niter": "{{ params.niter }}"},

@@ -30,7 +30,7 @@ def test_airflow_settings_apply_is_idempotent(airflow_db, monkeypatch):
         assert any("phangs_products" in line for line in out)
     pools = subprocess.run([sys.executable, "-m", "airflow", "pools", "get", "casa", "-o", "json"],
                            capture_output=True, text=True, check=True)
-    assert json.loads(pools.stdout.strip().splitlines()[-1])[0]["slots"] == 2
+    assert int(json.loads(pools.stdout.strip().splitlines()[-1])[0]["slots"]) == 2
     var = subprocess.run([sys.executable, "-m", "airflow", "variables", "get", "phangs_key_dir"],
                          capture_output=True, text=True, check=True)
     assert var.stdout.strip().splitlines()[-1] == "/opt/airflow/include/keys"

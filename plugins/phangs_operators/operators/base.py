@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 STAGES = ("total_power", "staging", "imaging", "postprocess", "derived", "publish")
 
 CASA_POOL = "casa"
+#: Celery queue of CASA steps (``airflow celery worker --queues casa``); ignored by LocalExecutor
+CASA_QUEUE = "casa"
 
 
 def _truthy(value: Any) -> bool:
@@ -106,6 +108,7 @@ class PhangsBaseOperator(BaseOperator):
         """Pool, retries, timeouts and docs of a step (for ``__init__`` and ``.partial``)."""
         if cls.casa_step:
             kwargs.setdefault("pool", CASA_POOL)
+            kwargs.setdefault("queue", CASA_QUEUE)  # Celery workers for CASA listen on it
             kwargs.setdefault("retries", 2)
             kwargs.setdefault("retry_delay", timedelta(minutes=1))
             kwargs.setdefault("execution_timeout", timedelta(hours=12))

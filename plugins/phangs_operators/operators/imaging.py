@@ -171,7 +171,7 @@ class ImageGeometryOperator(PhangsBaseOperator):
     XCom: ``{"cell": "0.25arcsec", "imsize": [...], "phasecenter": ...}``.
     """
 
-    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "ms")
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "ms", "geometry_kw")
     stage = "imaging"
     casa_step = True
 
