@@ -1,7 +1,7 @@
 """List, show and verify published products (``phangs catalog``).
 
 The catalog is a SQLAlchemy URL (``sqlite:////abs/catalog.db``, ``postgresql://...``) or an
-Airflow ``postgres`` connection id: ``--catalog``, else ``$PHANGS_CATALOG``, else the
+Airflow ``postgres`` connection id: ``--catalog``, else ``$PHANGS_CATALOG_URL`` (as the pipeline), else the
 connection ``phangs_catalog``. ``verify`` re-hashes every catalogued object; the store is
 ``--store`` (``file:///dir`` or ``s3://bucket/prefix`` with ``--store-conn``), else it is
 derived from each product's URI (S3 buckets through ``--store-conn``, default
@@ -21,7 +21,7 @@ from phangs_operators.errors import StoreError
 def register(subparsers, name: str, help_text: str) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--catalog", default=None, metavar="URL_OR_CONN",
-                        help="catalog URL or Airflow connection id (default: $PHANGS_CATALOG or phangs_catalog)")
+                        help="catalog URL or Airflow connection id (default: $PHANGS_CATALOG_URL or phangs_catalog)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     p = subparsers.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
                               epilog=__doc__.split("\n\n", 1)[1])
@@ -47,7 +47,7 @@ def _catalog(args):
     from phangs_operators.stores import Catalog
 
     # read-only use: no migrations (works with a read-only database role)
-    cat = Catalog.from_url(args.catalog or os.environ.get("PHANGS_CATALOG") or "phangs_catalog", migrate=False)
+    cat = Catalog.from_url(args.catalog or os.environ.get("PHANGS_CATALOG_URL") or os.environ.get("PHANGS_CATALOG") or "phangs_catalog", migrate=False)
     if cat.schema_version() == 0:
         cat.close()
         raise StoreError(f"catalog {cat.url} has no schema yet (nothing was ever published there)")

@@ -41,6 +41,7 @@ def resolve_store_settings(products_uri: str | None, catalog_url: str | None,
 
 _KIND_RULES: tuple[tuple[str, str], ...] = (
     (r"^noise$", "noise"),
+    (r"(^|_)pb$", "pb"),
     (r"^(strict|broad|flat\w*)mask$", "mask"),
     (r"^coverage(2d)?$", "coverage"),
     (r"^(strict|broad|flat)\w*_e\w+$", "emoment"),
