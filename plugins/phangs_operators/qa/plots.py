@@ -155,7 +155,8 @@ def clean_convergence(records: Sequence[Mapping[str, Any]], labels: Sequence[str
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.4), layout="constrained")
     n_lines = 0
     for rec, label in zip(records, labels, strict=True):
-        stages = (rec.get("result") or {}).get("stages") or {}
+        result = rec.get("result")
+        stages = (result.get("stages") if isinstance(result, Mapping) else None) or {}
         x0 = 0
         for name, style in (("multiscale", "-"), ("singlescale", "--"), ("clean", ":")):
             loops = stages.get(name) or []

@@ -236,7 +236,8 @@ def imaging_figures(records: Sequence[Mapping[str, Any]], img_dir: Path) -> list
     figs: list[plots.Figure] = []
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for rec in records:
-        if rec.get("stage") == "imaging" and (rec.get("result") or {}).get("stages"):
+        result = rec.get("result")
+        if rec.get("stage") == "imaging" and isinstance(result, Mapping) and result.get("stages"):
             groups.setdefault(str(rec.get("task_id")), []).append(rec)
     for tid, recs in sorted(groups.items()):
         if not any(any(v for v in (r["result"]["stages"] or {}).values()) for r in recs):
