@@ -33,6 +33,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from phangs_operators import __version__
+from phangs_operators.jsonable import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +49,6 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Turn a routine result (dataclass with ``to_dict``, paths, numpy scalars) into JSON data."""
-    if hasattr(value, "to_dict"):
-        value = value.to_dict()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
 
 
 class PhangsBaseOperator(BaseOperator):
@@ -189,7 +170,7 @@ class PhangsBaseOperator(BaseOperator):
         else:
             result = self.run_routine(context)
         elapsed = time.monotonic() - t0
-        result = to_jsonable(result)
+        result = jsonable(result)
         self._record(context, qa_file, result, inputs, elapsed)
         self.log.info("%s finished in %.1f s", self.task_id, elapsed)
         return result

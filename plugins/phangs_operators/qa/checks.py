@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from phangs_operators.jsonable import jsonable
 from phangs_operators.qa.config import GREEN, YELLOW, QAConfig
 
 log = logging.getLogger(__name__)
@@ -90,20 +91,8 @@ class Score:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["level"] = self.level
-        d["details"] = _jsonable(d["details"])
+        d["details"] = jsonable(d["details"])
         return d
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def ramp(value: float, good: float, bad: float) -> float:

@@ -40,6 +40,7 @@ from astropy.io import fits
 
 from phangs_operators.casa import casa_session, casatasks, casatools
 from phangs_operators.errors import CubeError, ImagingError
+from phangs_operators.jsonable import jsonable
 from phangs_operators.routines.post import maths
 from phangs_operators.routines.post.casaimage import (
     ImageInfo,
@@ -126,25 +127,7 @@ class PostResult:
         """
         d = asdict(self)
         d.update({k: v for k, v in self.outputs.items() if k not in d})
-        return _jsonable(d)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+        return jsonable(d)
 
 
 def _beam_list(info: ImageInfo) -> list[float] | None:

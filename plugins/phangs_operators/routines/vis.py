@@ -46,6 +46,7 @@ import numpy as np
 
 from phangs_operators.casa import casa_session, casatasks, casatools
 from phangs_operators.errors import StagingError
+from phangs_operators.jsonable import jsonable
 from phangs_operators.keys.lines import (
     C_KMS,
     get_ghz_range_for_line,
@@ -325,23 +326,9 @@ class StagingResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (plain floats, ints, strings, lists); ``ms`` repeats ``out_ms``."""
-        d = _jsonable(asdict(self))
+        d = jsonable(asdict(self))
         d["ms"] = self.out_ms
         return d
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------------------------

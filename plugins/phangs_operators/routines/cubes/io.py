@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
 from phangs_operators.errors import CubeError
+from phangs_operators.jsonable import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +49,7 @@ class ResultBase:
     """Base of the routine result dataclasses: ``to_dict()`` gives JSON-serialisable values."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
+        return jsonable(dataclasses.asdict(self))
 
 
 @dataclass
