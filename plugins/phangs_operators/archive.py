@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from phangs_operators.dag_factory import dag_id_for
 from phangs_operators.keys.model import Project
 from phangs_operators.stores.catalog import Catalog, utc_now
 
@@ -102,7 +103,7 @@ def _ms_index(project: Project) -> dict[Path, str]:
     return index
 
 
-def scan_archive(project: Project, catalog: Catalog, *, dag_id_prefix: str = "phangs_") -> ScanResult:
+def scan_archive(project: Project, catalog: Catalog) -> ScanResult:
     """Compare the MS under the ``ms_root`` paths with the recorded state (no writes)."""
     _ensure_table(catalog)
     index = _ms_index(project)
@@ -129,7 +130,7 @@ def scan_archive(project: Project, catalog: Catalog, *, dag_id_prefix: str = "ph
     for target, items in sorted(per_target.items()):
         digest = hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
         result.triggers.append({
-            "trigger_dag_id": dag_id_prefix + target.replace("+", "_"),
+            "trigger_dag_id": dag_id_for(target),
             "trigger_run_id": f"archive__{digest}",
             "conf": {},
         })
@@ -144,7 +145,7 @@ def record_scan(catalog: Catalog, scan: dict[str, Any]) -> int:
     for status in ("new", "changed", "unknown"):
         for item in scan.get(status, []):
             target = item.get("target")
-            run_id = run_of.get("phangs_" + target.replace("+", "_")) if target else None
+            run_id = run_of.get(dag_id_for(target)) if target else None
             rows.append({"ms_path": item["ms"], "fingerprint": item["fingerprint"], "target": target,
                          "status": "unknown" if status == "unknown" else "triggered",
                          "run_id": run_id, "seen_at": utc_now()})
