@@ -69,3 +69,69 @@ def test_new_ms_triggers_its_target_exactly_once(watch_dag):
     _fake_ms(ms_root / "2024.1.99999.S" / "ngc9999_12m_mosaic.ms", b"table, recalibrated")
     dag.test()
     assert len(_runs("phangs_ngc9999")) == len(after_first) + 1
+
+
+def _catalog_rows() -> dict[str, str]:
+    import sqlalchemy as sa
+
+    from phangs_operators.archive import archive_state
+    from phangs_operators.stores import Catalog
+
+    catalog = Catalog.from_url(os.environ["PHANGS_CATALOG_URL"])  # migrated: the table exists
+    try:
+        with catalog.engine.connect() as conn:
+            return {r.ms_path: r.status for r in conn.execute(sa.select(archive_state))}
+    finally:
+        catalog.close()
+
+
+def test_s3_archive_ms_is_downloaded_and_triggers_once(watch_dag, moto_s3, monkeypatch):
+    """An MS uploaded under the S3 archive prefix runs its target once, from a local copy."""
+    from tests.fixtures.services import aws_conn_json, free_port
+
+    dag, ms_root = watch_dag
+    prefix = "archive-watch/calibrated"
+    s3 = moto_s3.client()
+    files = {"table.dat": b"main", "table.f0": b"rows", "ANTENNA/table.dat": b"ant"}
+    for name, body in files.items():
+        s3.put_object(Bucket=moto_s3.bucket, Key=f"{prefix}/2024.1.99999.S/ngc9997_12m_single.ms/{name}", Body=body)
+    s3.put_object(Bucket=moto_s3.bucket, Key=f"{prefix}/2030.1.00001.S/ngc0001_12m.ms/table.dat", Body=b"?")
+    uri = f"s3://{moto_s3.bucket}/{prefix}"
+
+    # bucket unreachable: the run fails naming the endpoint, nothing is triggered or recorded
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW_CONN_PHANGS_ARCHIVE", aws_conn_json(f"http://127.0.0.1:{port}"))
+    monkeypatch.setenv("PHANGS_ARCHIVE_URI", uri)
+    rows_before, runs_before = _catalog_rows(), _runs("phangs_ngc9997")
+    failed = dag.test()
+    assert str(failed.state).endswith("failed")
+    assert str(failed.get_task_instance("scan_archive").state).endswith("failed")
+    assert str(failed.get_task_instance("record_scan").state).endswith("upstream_failed")
+    assert _catalog_rows() == rows_before and _runs("phangs_ngc9997") == runs_before
+
+    monkeypatch.setenv("PHANGS_ARCHIVE_CONN_ID", moto_s3.conn_id)
+    run = dag.test()
+    assert str(run.state).endswith("success")
+    new_runs = sorted(set(_runs("phangs_ngc9997")) - set(runs_before))
+    assert len(new_runs) == 1 and new_runs[0].startswith("archive__")
+    local = ms_root / "2024.1.99999.S" / "ngc9997_12m_single.ms"
+    assert {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()} == files
+    fetched = run.get_task_instance("fetch_archive").xcom_pull(task_ids="fetch_archive")
+    assert [d["local_path"] for d in fetched["downloaded"]] == [str(local)]
+    assert [i["ms"] for i in fetched["unknown"]] == [f"{uri}/2030.1.00001.S/ngc0001_12m.ms"]
+    rows = _catalog_rows()
+    assert rows[f"{uri}/2024.1.99999.S/ngc9997_12m_single.ms"] == "triggered"
+    assert rows[f"{uri}/2030.1.00001.S/ngc0001_12m.ms"] == "unknown"
+    assert not any(k.endswith("ngc9997_12m_single.ms") and k.startswith("/") for k in rows)  # copy not re-counted
+
+    # second scan: no new run
+    after_first = _runs("phangs_ngc9997")
+    assert str(dag.test().state).endswith("success")
+    assert _runs("phangs_ngc9997") == after_first
+
+    # a changed object: one new run, and the local copy is replaced
+    s3.put_object(Bucket=moto_s3.bucket, Key=f"{prefix}/2024.1.99999.S/ngc9997_12m_single.ms/table.f0",
+                  Body=b"recalibrated rows")
+    assert str(dag.test().state).endswith("success")
+    assert len(_runs("phangs_ngc9997")) == len(after_first) + 1
+    assert (local / "table.f0").read_bytes() == b"recalibrated rows"
