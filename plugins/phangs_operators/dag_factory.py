@@ -18,11 +18,21 @@ Shape of a target DAG (PHANGS dependencies, reference §10)::
     [feather_config_product]                    12m+7m+tp: interferometric cube + TP cube
     [derived_config_product]                    convolve[res] ─► noise[res] ─► strict_mask[res]
                                                 ─► broad_mask (+ linked configs) ─► moments[res]
+                                                ─► moments_round2[res] (mom1wprior; + the prior's
+                                                   config, e.g. 7m+tp 15as round-1 moments)
+                                                ─► flat_products (velocity field from this and the
+                                                   linked configs' mom1wprior, flat masks, flat moments)
     publish_config_product                      product store + catalog, atomically
+
+Rounds 2 and 3 exist only for the (config, product) pairs whose derived-key moment list asks
+for such moments. Parse time matters (90 DAGs, ~18 000 tasks for PHANGS-ALMA, issue 8): task
+groups are passed explicitly (not entered as contexts), file-system lookups are cached per
+DAG, the DAG class hashes its id only, and the garbage collector is paused during the build.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -38,6 +48,7 @@ from phangs_operators.keys.model import Project
 from phangs_operators.operators.base import STAGES
 
 log = logging.getLogger(__name__)
+_join = os.path.join
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_KEY_DIR = REPO_ROOT / "include" / "keys"
@@ -139,12 +150,22 @@ def _dirs(project: Project, target: str) -> dict[str, Path]:
             for name in ("imaging", "postprocess", "derived")}
 
 
-def _ms_by_array(project: Project, target: str, config: str) -> dict[str, list[str]]:
+def _ms_by_array(project: Project, target: str, config: str,
+                 cache: dict[tuple[str, str], list[str]] | None = None) -> dict[str, list[str]]:
+    """Measurement sets of (target, config) by array tag (the existing file, else the first
+    candidate path). ``cache`` keeps the paths of each (target, array tag) for the other
+    products and configs of the DAG (each lookup stats the file under every ``ms_root``)."""
     out: dict[str, list[str]] = {}
     for tag in project.array_tags(config):
-        for entry, path in project.ms_for(target, tag):
-            cand = path or (project.ms_candidates(entry) or [Path(entry.filename)])[0]
-            out.setdefault(tag, []).append(str(cand))
+        key = (target, tag)
+        paths = cache.get(key) if cache is not None else None
+        if paths is None:
+            paths = [str(path or (project.ms_candidates(entry) or [Path(entry.filename)])[0])
+                     for entry, path in project.ms_for(target, tag)]
+            if cache is not None:
+                cache[key] = paths
+        if paths:
+            out[tag] = list(paths)
     return out
 
 
@@ -196,15 +217,47 @@ def _doc_md(project: Project, target: str, plan: dict[str, Any]) -> str:
 # DAG construction
 # ---------------------------------------------------------------------------------------------
 
+_TARGET_DAG_CLASS: type | None = None
+
+
+def _target_dag_class() -> type:
+    """``airflow.sdk.DAG`` with an O(1) ``__hash__``.
+
+    Airflow hashes the DAG of both ends of every dependency it sets (``_set_relatives``), and
+    ``DAG.__hash__`` hashes, among other things, the tuple of all task ids: building a DAG of
+    n tasks costs O(n²) in hashing (a tenth of the parse time of the 90 PHANGS targets). The
+    dag_id identifies a DAG, and equal DAGs (``DAG.__eq__`` is unchanged but for the identity
+    shortcut) have equal dag_ids, so hashing the id alone is consistent with equality.
+    """
+    global _TARGET_DAG_CLASS
+    if _TARGET_DAG_CLASS is None:
+        from airflow.sdk import DAG
+
+        class PhangsTargetDAG(DAG):
+            __doc__ = DAG.__doc__
+
+            def __hash__(self) -> int:
+                return hash((type(self), self.dag_id))
+
+            def __eq__(self, other: object) -> bool:
+                # attrs compares the ``dag`` field of task groups with ==, and DAG.__eq__
+                # compares all task ids: a DAG is equal to itself without that
+                return self is other or DAG.__eq__(self, other)
+
+        _TARGET_DAG_CLASS = PhangsTargetDAG
+    return _TARGET_DAG_CLASS
+
 def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                      chunk_size: int = DEFAULT_CHUNK_SIZE):
     """Build the DAG of one whole target (a mosaic includes its parts)."""
-    from airflow.sdk import DAG, Param, TaskGroup
+    from airflow.sdk import Param, TaskGroup
 
     from phangs_operators.operators.base import RunStatusOperator
     from phangs_operators.operators.derived import (
         BroadMaskOperator,
         ConvolveCubeOperator,
+        FlatProductsOperator,
+        Mom1WithPriorOperator,
         MomentsOperator,
         NoiseCubeOperator,
         StrictMaskOperator,
@@ -255,7 +308,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                            "score of the run is below this.", section="QA"),
     }
     tags = ["phangs", target, *configs]
-    dag = DAG(
+    dag = _target_dag_class()(
         dag_id=dag_id_for(target),
         dag_display_name=f"PHANGS {target}",
         schedule=schedule,
@@ -271,119 +324,117 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
     final_images: dict[tuple[str, str], Any] = {}  # (config, product) -> task making the final image
     part_post: dict[tuple[str, str, str], Any] = {}  # (part, config, product) -> pbcor_round task
 
+    ms_cache: dict[tuple[str, str], list[str]] = {}
+    cleanmasks: dict[tuple[str, str], Path | None] = {}
     with dag:
         linmos_done = {(c, p) for _, c, p in plan["linmos"]}
         for part in plan["units"]:
             dirs = _dirs(project, part)
             part_combos = [c for c in plan["interf"] if c[0] == part]
-            group_ctx = TaskGroup(task_id_for(part), tooltip=f"mosaic part {part}") \
+            part_group = TaskGroup(task_id_for(part), tooltip=f"mosaic part {part}") \
                 if len(plan["units"]) > 1 else None
-            if group_ctx is not None:
-                group_ctx.__enter__()
-            try:
-                for _, config, product in part_combos:
-                    serves = configs_served(project, config)
-                    common = {"force": force, "serves_configs": serves, "serves_product": product}
-                    name = f"{part}_{config}_{product}"
-                    with TaskGroup(task_id_for(f"{config}_{product}"),
-                                   tooltip=f"{part} {config} {product}: staging and imaging"):
-                        imaging_dir = str(dirs["imaging"])
-                        vsys, vwidth = project.vsys_vwidth(part, check_parent=True)
-                        ms_in = _ms_by_array(project, part, config)
-                        out_ms = str(Path(imaging_dir) / fn.vis_filename(part, config, product))
-                        if project.is_line_product(product):
-                            lp = project.line_product(product)
-                            line = {"line": lp.line_tag, "vsys_kms": vsys, "vwidth_kms": vwidth,
-                                    "channel_kms": lp.channel_kms, "statwt_edge_kms": lp.statwt_edge_kms,
-                                    "fitorder": lp.fitorder, "target_field": None,
-                                    "lines_to_exclude": list(lp.lines_to_flag) or None}
-                            stage = StageVisibilitiesOperator(
-                                task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
-                                target=part, config=config, product=product, line=line,
-                                workdir=imaging_dir, **common)
-                        else:
-                            cp = project.cont_product(product)
-                            cont = {"vsys_kms": vsys, "vwidth_kms": vwidth, "target_field": None,
-                                    "lines_to_flag": list(cp.lines_to_flag) or ["co"]}
-                            stage = StageVisibilitiesOperator(
-                                task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
-                                target=part, config=config, product=product, continuum=cont,
-                                workdir=imaging_dir, **common)
-                        tclean_kw = _tclean_kw(project, part, config, product)
-                        mask = project.cleanmask_path(part, product)
-                        geometry = ImageGeometryOperator(
-                            task_id="image_geometry", ms=stage.output, workdir=imaging_dir,
-                            geometry_kw={"phasecenter": project.phasecenter(part)},
-                            **common)
-                        cube_root = str(Path(imaging_dir) / fn.cube_filename(part, config, product, casa=True,
-                                                                              casaext=""))
-                        if project.is_line_product(product):
-                            planned = PlanChunksOperator(task_id="plan_chunks", nchan=stage.output,
-                                                         chunk_size="{{ params.chunk_size }}",
-                                                         workdir=imaging_dir, **common)
-                            chunk_dir = str(Path(imaging_dir) / "chunks")
-                            chunk_common = {"ms": stage.output, "chunk_dir": chunk_dir, "name": name,
-                                            "geometry": geometry.output, "tclean_kw": tclean_kw,
-                                            "clean_kw": {"restfreq_ghz": lp.rest_frequency_ghz},
-                                            "workdir": imaging_dir, **common}
-                            dirty = ImageChunkOperator.partial(
-                                task_id="dirty_chunk", mode="dirty", **chunk_common,
-                            ).expand_kwargs(planned.output)
-                            threshold = ChunkThresholdOperator(
-                                task_id="chunk_threshold", dirty_chunks=dirty.output,
-                                workdir=imaging_dir, **common)
-                            clean = ImageChunkOperator.partial(
-                                task_id="clean_chunk", mode="clean", threshold_jy=threshold.output,
-                                mask=str(mask) if mask else None, **chunk_common,
-                            ).expand_kwargs(planned.output)
-                            cube = GatherCubeOperator(task_id="gather_cube", chunks=clean.output,
-                                                      out_root=cube_root, workdir=imaging_dir, **common)
-                        else:
-                            cube = CleanCubeOperator(task_id="clean_cube", ms=stage.output, out_root=cube_root,
-                                                     geometry=geometry.output, tclean_kw=tclean_kw,
-                                                     mask=str(mask) if mask else None,
-                                                     workdir=imaging_dir, **common)
-                        post_root = str(Path(dirs["postprocess"]) / f"{part}_{config}_{product}")
-                        post = PbcorRoundBeamOperator(task_id="pbcor_round", cube=cube.output,
-                                                      out_root=post_root, workdir=str(dirs["postprocess"]),
-                                                      **common)
-                        part_post[(part, config, product)] = post
-                        if part == target and (config, product) not in linmos_done:
-                            export = ExportCubeOperator(
-                                task_id="export_cube", image=post.output,
-                                out_fits=str(Path(dirs["postprocess"]) / fn.cube_filename(
-                                    part, config, product, ext="pbcorr_trimmed_k")),
-                                object_name=part.upper(), continuum=not project.is_line_product(product),
-                                workdir=str(dirs["postprocess"]), serves_configs=[config],
-                                serves_product=product, force=force)
-                            final_cubes[(config, product)] = export
-                            final_images[(config, product)] = post
-            finally:
-                if group_ctx is not None:
-                    group_ctx.__exit__(None, None, None)
+            for _, config, product in part_combos:
+                serves = configs_served(project, config)
+                group = TaskGroup(task_id_for(f"{config}_{product}"), parent_group=part_group,
+                                  tooltip=f"{part} {config} {product}: staging and imaging")
+                common = {"force": force, "serves_configs": serves, "serves_product": product,
+                          "task_group": group}
+                name = f"{part}_{config}_{product}"
+                imaging_dir = str(dirs["imaging"])
+                vsys, vwidth = project.vsys_vwidth(part, check_parent=True)
+                ms_in = _ms_by_array(project, part, config, ms_cache)
+                out_ms = _join(imaging_dir, fn.vis_filename(part, config, product))
+                if project.is_line_product(product):
+                    lp = project.line_product(product)
+                    line = {"line": lp.line_tag, "vsys_kms": vsys, "vwidth_kms": vwidth,
+                            "channel_kms": lp.channel_kms, "statwt_edge_kms": lp.statwt_edge_kms,
+                            "fitorder": lp.fitorder, "target_field": None,
+                            "lines_to_exclude": list(lp.lines_to_flag) or None}
+                    stage = StageVisibilitiesOperator(
+                        task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
+                        target=part, config=config, product=product, line=line,
+                        workdir=imaging_dir, **common)
+                else:
+                    cp = project.cont_product(product)
+                    cont = {"vsys_kms": vsys, "vwidth_kms": vwidth, "target_field": None,
+                            "lines_to_flag": list(cp.lines_to_flag) or ["co"]}
+                    stage = StageVisibilitiesOperator(
+                        task_id="stage_visibilities", ms_by_array=ms_in, out_ms=out_ms,
+                        target=part, config=config, product=product, continuum=cont,
+                        workdir=imaging_dir, **common)
+                tclean_kw = _tclean_kw(project, part, config, product)
+                if (part, product) not in cleanmasks:
+                    cleanmasks[(part, product)] = project.cleanmask_path(part, product)
+                mask = cleanmasks[(part, product)]
+                geometry = ImageGeometryOperator(
+                    task_id="image_geometry", ms=stage.output, workdir=imaging_dir,
+                    geometry_kw={"phasecenter": project.phasecenter(part)},
+                    **common)
+                cube_root = _join(imaging_dir, fn.cube_filename(part, config, product, casa=True, casaext=""))
+                if project.is_line_product(product):
+                    planned = PlanChunksOperator(task_id="plan_chunks", nchan=stage.output,
+                                                 chunk_size="{{ params.chunk_size }}",
+                                                 workdir=imaging_dir, **common)
+                    chunk_dir = _join(imaging_dir, "chunks")
+                    chunk_common = {"ms": stage.output, "chunk_dir": chunk_dir, "name": name,
+                                    "geometry": geometry.output, "tclean_kw": tclean_kw,
+                                    "clean_kw": {"restfreq_ghz": lp.rest_frequency_ghz},
+                                    "workdir": imaging_dir, **common}
+                    dirty = ImageChunkOperator.partial(
+                        task_id="dirty_chunk", mode="dirty", **chunk_common,
+                    ).expand_kwargs(planned.output)
+                    threshold = ChunkThresholdOperator(
+                        task_id="chunk_threshold", dirty_chunks=dirty.output,
+                        workdir=imaging_dir, **common)
+                    clean = ImageChunkOperator.partial(
+                        task_id="clean_chunk", mode="clean", threshold_jy=threshold.output,
+                        mask=str(mask) if mask else None, **chunk_common,
+                    ).expand_kwargs(planned.output)
+                    cube = GatherCubeOperator(task_id="gather_cube", chunks=clean.output,
+                                              out_root=cube_root, workdir=imaging_dir, **common)
+                else:
+                    cube = CleanCubeOperator(task_id="clean_cube", ms=stage.output, out_root=cube_root,
+                                             geometry=geometry.output, tclean_kw=tclean_kw,
+                                             mask=str(mask) if mask else None,
+                                             workdir=imaging_dir, **common)
+                post_root = _join(dirs["postprocess"], f"{part}_{config}_{product}")
+                post = PbcorRoundBeamOperator(task_id="pbcor_round", cube=cube.output,
+                                              out_root=post_root, workdir=str(dirs["postprocess"]),
+                                              **common)
+                part_post[(part, config, product)] = post
+                if part == target and (config, product) not in linmos_done:
+                    export = ExportCubeOperator(
+                        task_id="export_cube", image=post.output,
+                        out_fits=_join(dirs["postprocess"], fn.cube_filename(
+                            part, config, product, ext="pbcorr_trimmed_k")),
+                        object_name=part.upper(), continuum=not project.is_line_product(product),
+                        workdir=str(dirs["postprocess"]), serves_configs=[config],
+                        serves_product=product, force=force, task_group=group)
+                    final_cubes[(config, product)] = export
+                    final_images[(config, product)] = post
 
         # linear mosaics of the interferometric configs
         tdirs = _dirs(project, target)
         for _, config, product in plan["linmos"]:
             if config not in project.interf_configs_by_name:
                 continue
-            with TaskGroup(task_id_for(f"linmos_{config}_{product}"),
-                           tooltip=f"linear mosaic {target} {config} {product}"):
-                common = {"force": force, "serves_configs": configs_served(project, config),
-                          "serves_product": product}
-                pdir = str(tdirs["postprocess"])
-                mos = LinearMosaicOperator(
-                    task_id="linear_mosaic",
-                    parts=[part_post[(p, config, product)].output for p in plan["parts"]],
-                    out_image=str(Path(pdir) / fn.cube_filename(target, config, product, ext="linmos",
-                                                                casa=True)),
-                    workdir=pdir, **common)
-                final_images[(config, product)] = mos
-                final_cubes[(config, product)] = ExportCubeOperator(
-                    task_id="export_cube", image=mos.output,
-                    out_fits=str(Path(pdir) / fn.cube_filename(target, config, product, ext="pbcorr_trimmed_k")),
-                    object_name=target.upper(), continuum=not project.is_line_product(product),
-                    workdir=pdir, force=force, serves_configs=[config], serves_product=product)
+            group = TaskGroup(task_id_for(f"linmos_{config}_{product}"),
+                              tooltip=f"linear mosaic {target} {config} {product}")
+            common = {"force": force, "serves_configs": configs_served(project, config),
+                      "serves_product": product, "task_group": group}
+            pdir = str(tdirs["postprocess"])
+            mos = LinearMosaicOperator(
+                task_id="linear_mosaic",
+                parts=[part_post[(p, config, product)].output for p in plan["parts"]],
+                out_image=_join(pdir, fn.cube_filename(target, config, product, ext="linmos", casa=True)),
+                workdir=pdir, **common)
+            final_images[(config, product)] = mos
+            final_cubes[(config, product)] = ExportCubeOperator(
+                task_id="export_cube", image=mos.output,
+                out_fits=_join(pdir, fn.cube_filename(target, config, product, ext="pbcorr_trimmed_k")),
+                object_name=target.upper(), continuum=not project.is_line_product(product),
+                workdir=pdir, force=force, serves_configs=[config], serves_product=product,
+                task_group=group)
 
         # total power: ALMA TP measurement sets -> the single-dish cube feathering uses
         singledish_tasks: dict[tuple[str, str], Any] = {}
@@ -405,19 +456,19 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                 jyperk = [str(Path(p).parent / "jyperk.csv") for p in tp_ms
                           if (Path(p).parent / "jyperk.csv").is_file()] or None
                 sd_dir = str(Path(out_fits).parent)
-                with TaskGroup(task_id_for(f"singledish_{sd_target}_{product}") if sd_target != target
-                               else task_id_for(f"singledish_{product}"),
-                               tooltip=f"total power cube of {sd_target} {product}"):
-                    singledish_tasks[(sd_target, product)] = SingleDishCubeOperator(
-                        task_id="singledish", tp_ms=tp_ms, out_fits=str(out_fits), target=sd_target,
-                        product=product, restfreq_ghz=lp.rest_frequency_ghz, vsys_kms=vsys,
-                        vwidth_kms=float(sd_conf.get("vwidth_kms", vwidth)),
-                        chan_dv_kms=float(sd_conf.get("chan_dv_kms", lp.channel_kms)),
-                        phasecenter=project.phasecenter(sd_target),
-                        bl_order=int(sd_conf.get("bl_order", 1)),
-                        line_wing_kms=float(sd_conf.get("line_wing_kms", 200.0)),
-                        jyperk_csv=jyperk, workdir=str(Path(sd_dir) / sd_target), force=force,
-                        serves_configs=served, serves_product=product)
+                group = TaskGroup(task_id_for(f"singledish_{sd_target}_{product}") if sd_target != target
+                                  else task_id_for(f"singledish_{product}"),
+                                  tooltip=f"total power cube of {sd_target} {product}")
+                singledish_tasks[(sd_target, product)] = SingleDishCubeOperator(
+                    task_id="singledish", tp_ms=tp_ms, out_fits=str(out_fits), target=sd_target,
+                    product=product, restfreq_ghz=lp.rest_frequency_ghz, vsys_kms=vsys,
+                    vwidth_kms=float(sd_conf.get("vwidth_kms", vwidth)),
+                    chan_dv_kms=float(sd_conf.get("chan_dv_kms", lp.channel_kms)),
+                    phasecenter=project.phasecenter(sd_target),
+                    bl_order=int(sd_conf.get("bl_order", 1)),
+                    line_wing_kms=float(sd_conf.get("line_wing_kms", 200.0)),
+                    jyperk_csv=jyperk, workdir=str(Path(sd_dir) / sd_target), force=force,
+                    serves_configs=served, serves_product=product, task_group=group)
 
         # feathering with total power
         feather_targets = [(t, c, p) for t, c, p in plan["final"] if c in project.feather_configs_by_name]
@@ -430,65 +481,136 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
                             ftarget, fconfig, product)
                 continue
             pdir = str(tdirs["postprocess"])
-            with TaskGroup(task_id_for(f"feather_{fconfig}_{product}"),
-                           tooltip=f"feather {ftarget} {iconfig} {product} with total power"):
-                common = {"force": force, "serves_configs": [fconfig], "serves_product": product}
-                feathered = FeatherOperator(
-                    task_id="feather", interf=final_images[(iconfig, product)].output, singledish_fits=str(sd),
-                    out_image=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, casa=True)),
-                    sdfactor=float(project.singledish_config().get("sdfactor", 1.0) or 1.0),
-                    workdir=pdir, **common)
-                sd_task = singledish_tasks.get((ftarget, product))
-                if sd_task is not None:
-                    sd_task >> feathered
-                final_cubes[(fconfig, product)] = ExportCubeOperator(
-                    task_id="export_cube", image=feathered.output, object_name=ftarget.upper(),
-                    out_fits=str(Path(pdir) / fn.cube_filename(ftarget, fconfig, product, ext="pbcorr_trimmed_k")),
-                    workdir=pdir, **common)
+            group = TaskGroup(task_id_for(f"feather_{fconfig}_{product}"),
+                              tooltip=f"feather {ftarget} {iconfig} {product} with total power")
+            common = {"force": force, "serves_configs": [fconfig], "serves_product": product,
+                      "task_group": group}
+            feathered = FeatherOperator(
+                task_id="feather", interf=final_images[(iconfig, product)].output, singledish_fits=str(sd),
+                out_image=_join(pdir, fn.cube_filename(ftarget, fconfig, product, casa=True)),
+                sdfactor=float(project.singledish_config().get("sdfactor", 1.0) or 1.0),
+                workdir=pdir, **common)
+            sd_task = singledish_tasks.get((ftarget, product))
+            if sd_task is not None:
+                sd_task >> feathered
+            final_cubes[(fconfig, product)] = ExportCubeOperator(
+                task_id="export_cube", image=feathered.output, object_name=ftarget.upper(),
+                out_fits=_join(pdir, fn.cube_filename(ftarget, fconfig, product, ext="pbcorr_trimmed_k")),
+                workdir=pdir, **common)
 
         # derived products and publication of every final cube
         strict_tasks: dict[str, Any] = {}
         broad_pending: list[tuple[Any, str, str]] = []
+        moments_tasks: dict[tuple[str, str], Any] = {}
+        round2_pending: list[tuple[Any, str, str, list[dict[str, Any]]]] = []
+        round2_tasks: dict[tuple[str, str], Any] = {}
+        round2_defs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        flat_pending: list[tuple[Any, str, str]] = []
+        derived_res: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        ddir = str(tdirs["derived"])
         for (config, product), export in sorted(final_cubes.items()):
-            ddir = str(tdirs["derived"])
             common = {"force": force, "serves_configs": [config], "serves_product": product}
             resolutions = _resolutions(project, target, config, product)
             derived_outputs: list[Any] = []
             if resolutions:
-                with TaskGroup(task_id_for(f"derived_{config}_{product}"),
-                               tooltip=f"derived products {target} {config} {product}"):
-                    names = {"target": target, "config": config, "product": product}
-                    conv = ConvolveCubeOperator.partial(
-                        task_id="convolve", cube=export.output, out_dir=ddir, names=names,
-                        convolve_kw=project.derived_kwargs(config, product, "convolve_kw"),
-                        workdir=ddir, **common,
-                    ).expand_kwargs(resolutions)
-                    noise = NoiseCubeOperator.partial(
-                        task_id="noise", noise_kw=project.derived_kwargs(config, product, "noise_kw"),
-                        names=names, out_dir=ddir,
-                        workdir=ddir, **common,
-                    ).expand(cube=conv.output)
-                    strict = StrictMaskOperator.partial(
-                        task_id="strict_mask", names=names, out_dir=ddir,
-                        strictmask_kw=project.derived_kwargs(config, product, "strictmask_kw"),
-                        workdir=ddir, **common,
-                    ).expand(cube=noise.output)
-                    strict_tasks[config + "/" + product] = strict
-                    broad = BroadMaskOperator(
-                        task_id="broad_mask", strict_masks=[strict.output], cubes=noise.output,
-                        broadmask_kw=project.derived_kwargs(config, product, "broadmask_kw"),
-                        out_dir=ddir, names=names, workdir=ddir, **common)
-                    moments = MomentsOperator.partial(
-                        task_id="moments", broad_mask=broad.output, names=names, out_dir=ddir,
-                        moments=[_moment_def(project, m) for m in project.moment_list(config, product)],
-                        workdir=ddir, **common,
-                    ).expand(cube=strict.output)
-                    broad_pending.append((broad, config, product))
-                    derived_outputs = [noise.output, strict.output, broad.output, moments.output]
+                derived_res[(config, product)] = resolutions
+                defs = [_moment_def(project, m) for m in project.moment_list(config, product)]
+                group = TaskGroup(task_id_for(f"derived_{config}_{product}"),
+                                  tooltip=f"derived products {target} {config} {product}")
+                dcommon = {**common, "task_group": group}
+                names = {"target": target, "config": config, "product": product}
+                conv = ConvolveCubeOperator.partial(
+                    task_id="convolve", cube=export.output, out_dir=ddir, names=names,
+                    convolve_kw=project.derived_kwargs(config, product, "convolve_kw"),
+                    workdir=ddir, **dcommon,
+                ).expand_kwargs(resolutions)
+                noise = NoiseCubeOperator.partial(
+                    task_id="noise", noise_kw=project.derived_kwargs(config, product, "noise_kw"),
+                    names=names, out_dir=ddir,
+                    workdir=ddir, **dcommon,
+                ).expand(cube=conv.output)
+                strict = StrictMaskOperator.partial(
+                    task_id="strict_mask", names=names, out_dir=ddir,
+                    strictmask_kw=project.derived_kwargs(config, product, "strictmask_kw"),
+                    workdir=ddir, **dcommon,
+                ).expand(cube=noise.output)
+                strict_tasks[config + "/" + product] = strict
+                broad = BroadMaskOperator(
+                    task_id="broad_mask", strict_masks=[strict.output], cubes=noise.output,
+                    broadmask_kw=project.derived_kwargs(config, product, "broadmask_kw"),
+                    out_dir=ddir, names=names, workdir=ddir, **dcommon)
+                broad_pending.append((broad, config, product))
+                derived_outputs = [noise.output, strict.output, broad.output]
+                round1 = [d for d in defs if d["round"] == 1]
+                # no moments task when the derived key asks for none (PHANGS: 13co21), as the
+                # original's moment loop then makes nothing either
+                moments = MomentsOperator.partial(
+                    task_id="moments", broad_mask=broad.output, names=names, out_dir=ddir,
+                    moments=round1, workdir=ddir, **dcommon,
+                ).expand(cube=strict.output) if round1 else None
+                if moments is not None:
+                    moments_tasks[(config, product)] = moments
+                    derived_outputs.append(moments.output)
+                # round 2 (mom1wprior, per resolution) and round 3 (velocity field, flat masks,
+                # flat moments), only when the derived key asks for such moments
+                round2 = [d for d in defs if d["round"] == 2]
+                if round2 and moments is None:
+                    log.warning("%s %s %s: round-2 moments %s need round-1 moments; none requested",
+                                target, config, product, [d["name"] for d in round2])
+                elif round2:
+                    prior = next((d["other_exts"].get("vfield_prior") for d in round2
+                                  if d["other_exts"].get("vfield_prior")), None)
+                    r2 = Mom1WithPriorOperator.partial(
+                        task_id="moments_round2", names=names, out_dir=ddir, moments=round2,
+                        vfield_prior=_join(ddir, f"{target}{prior}") if prior else None,
+                        trigger_rule="none_failed", map_index_template="{{ res_label }}",
+                        workdir=ddir, **dcommon,
+                    ).expand(round1=moments.output)
+                    round2_tasks[(config, product)] = r2
+                    round2_defs[(config, product)] = round2
+                    round2_pending.append((r2, config, product, round2))
+                    derived_outputs.append(r2.output)
+                round3 = [d for d in defs if d["round"] == 3]
+                if round3:
+                    window = project.velocity_window(target)
+                    flat_kw = {}
+                    for kind in ("flatstrictmask_kw", "flatbroadmask_kw"):
+                        kw = project.derived_kwargs(config, product, kind)
+                        # PHANGS: an empty flat*mask_kw takes the window of the window_key
+                        flat_kw[kind] = kw or ({"window": window} if window else {})
+                    flat = FlatProductsOperator(
+                        task_id="flat_products", resolutions=strict.output, broad_mask=broad.output,
+                        vfields=[], moments=round3, names=names, out_dir=ddir, workdir=ddir,
+                        trigger_rule="none_failed", **flat_kw, **dcommon)
+                    flat_pending.append((flat, config, product))
+                    derived_outputs.append(flat.output)
             PublishProductsOperator(
                 task_id=task_id_for(f"publish_{config}_{product}"),
                 files=[export.output, *derived_outputs], target=target, config=config, product=product,
                 keyset_hash=project.keyset_hash(), workdir=str(tdirs["derived"]), **common)
+
+        # round 2 needs the prior map made by another config's round-1 moments
+        # ({target}_7m+tp_co21_15as_strict_mom1.fits for PHANGS): make that dependency explicit
+        for r2, config, product, round2 in round2_pending:
+            for d in round2:
+                prior = d["other_exts"].get("vfield_prior")
+                producer = _producer_of(project, target, f"{target}{prior}", derived_res) if prior else None
+                if producer is not None and producer != (config, product):
+                    moments_tasks[producer] >> r2
+        # round 3: the velocity field combines the mom1wprior maps of this config and its linked
+        # configs (native first, then every resolution)
+        for flat, config, product in flat_pending:
+            vfields: list[str] = []
+            for cfg in dict.fromkeys([config, *project.mask_configs(config, product)]):
+                if (cfg, product) not in round2_tasks:
+                    continue
+                ext = next((d["ext"] for d in round2_defs[(cfg, product)] if d["algorithm"] == "mom1wprior"),
+                           "_mom1wprior")
+                for res in derived_res[(cfg, product)]:
+                    vfields.append(_join(ddir, fn.derived_filename(target, cfg, product,
+                                                                   res=res["res_tag"] or None, ext=ext)))
+                round2_tasks[(cfg, product)] >> flat
+            flat.vfields = vfields
 
         # one QA report per run, over the QA records of every step of the target and its parts
         qa_dirs = sorted({str(d) for unit in [*plan["units"], target] for d in _dirs(project, unit).values()})
@@ -533,6 +655,25 @@ def _attach_params(dag, params: dict[str, Any]) -> None:
         task.params = shared
 
 
+def _producer_of(project: Project, target: str, filename: str,
+                 derived_res: dict[tuple[str, str], list[dict[str, Any]]]) -> tuple[str, str] | None:
+    """The (config, product) whose round-1 moments write ``filename`` (e.g. the mom1wprior
+    prior ``{target}_7m+tp_co21_15as_strict_mom1.fits``), or None when no planned one does."""
+    for (config, product), resolutions in derived_res.items():
+        stem = f"{target}_{config}_{product}"
+        if not filename.startswith(stem):
+            continue
+        for name in project.moment_list(config, product):
+            m = project.moment(name)
+            if m.round != 1:
+                continue
+            for res in resolutions:
+                if fn.derived_filename(target, config, product, res=res["res_tag"] or None,
+                                       ext=m.ext) == filename:
+                    return config, product
+    return None
+
+
 def _moment_def(project: Project, name: str) -> dict[str, Any]:
     m = project.moment(name)
     return {"name": m.name, "algorithm": m.algorithm, "mask": m.mask, "ext": m.ext,
@@ -543,14 +684,23 @@ def _moment_def(project: Project, name: str) -> dict[str, Any]:
 def build_dags(key_dir: str | os.PathLike[str] | None = None, *,
                targets: Iterable[str] | None = None) -> dict[str, Any]:
     """All target DAGs of a key set, ``{dag_id: DAG}`` (the DAG files call this)."""
-    project = load_project(key_dir or key_dir_from_environment())
-    wanted = list(targets) if targets is not None else project.whole_targets()
-    out = {}
-    for target in wanted:
-        plan = target_plan(project, target)
-        if not plan["interf"]:
-            log.info("target %s has no measurement sets for any config: no DAG", target)
-            continue
-        dag = build_target_dag(project, target)
-        out[dag.dag_id] = dag
+    # Building ~18 000 tasks allocates millions of long-lived objects and no garbage worth
+    # collecting: with the cyclic GC on, its collections re-traverse the growing heap (about
+    # 15 % of the parse time of the 90 PHANGS targets). It is paused during the build only.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        project = load_project(key_dir or key_dir_from_environment())
+        wanted = list(targets) if targets is not None else project.whole_targets()
+        out = {}
+        for target in wanted:
+            plan = target_plan(project, target)
+            if not plan["interf"]:
+                log.info("target %s has no measurement sets for any config: no DAG", target)
+                continue
+            dag = build_target_dag(project, target)
+            out[dag.dag_id] = dag
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return out

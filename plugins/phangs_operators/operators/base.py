@@ -18,6 +18,7 @@ their own scratch directory with their own CASA log file.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 STAGES = ("total_power", "staging", "imaging", "postprocess", "derived", "publish")
 
 CASA_POOL = "casa"
+# step defaults (timedelta is immutable: one object shared by all tasks)
+_CASA_RETRY_DELAY, _CASA_TIMEOUT = timedelta(minutes=1), timedelta(hours=12)
+_RETRY_DELAY, _TIMEOUT = timedelta(seconds=30), timedelta(hours=2)
 #: Celery queue of CASA steps (``airflow celery worker --queues casa``); ignored by LocalExecutor
 CASA_QUEUE = "casa"
 
@@ -77,7 +81,10 @@ class PhangsBaseOperator(BaseOperator):
                  serves_configs: Sequence[str] | None = None, serves_product: str | None = None,
                  **kwargs: Any) -> None:
         self._step_defaults(kwargs)
-        super().__init__(**kwargs)
+        if getattr(self, "_hook_apply_defaults", None) is None and "_BaseOperator__init_kwargs" in self.__dict__:
+            _init_base_operator(self, kwargs)  # = super().__init__(**kwargs), minus a repeated merge
+        else:
+            super().__init__(**kwargs)
         self.workdir = workdir
         self.force = force
         self.serves_configs = list(serves_configs) if serves_configs is not None else None
@@ -91,14 +98,18 @@ class PhangsBaseOperator(BaseOperator):
             kwargs.setdefault("pool", CASA_POOL)
             kwargs.setdefault("queue", CASA_QUEUE)  # Celery workers for CASA listen on it
             kwargs.setdefault("retries", 2)
-            kwargs.setdefault("retry_delay", timedelta(minutes=1))
-            kwargs.setdefault("execution_timeout", timedelta(hours=12))
+            kwargs.setdefault("retry_delay", _CASA_RETRY_DELAY)
+            kwargs.setdefault("execution_timeout", _CASA_TIMEOUT)
         else:
             kwargs.setdefault("retries", 1)
-            kwargs.setdefault("retry_delay", timedelta(seconds=30))
-            kwargs.setdefault("execution_timeout", timedelta(hours=2))
+            kwargs.setdefault("retry_delay", _RETRY_DELAY)
+            kwargs.setdefault("execution_timeout", _TIMEOUT)
         if not kwargs.get("doc_md"):
             kwargs["doc_md"] = cls.__doc__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _cache_init_signature(cls)
 
     @classmethod
     def partial(cls, **kwargs: Any):  # type: ignore[override]
@@ -176,8 +187,11 @@ class PhangsBaseOperator(BaseOperator):
         return result
 
     def _run_casa(self, context: Mapping[str, Any]) -> Any:
-        from phangs_operators.casa import casa_session  # noqa: PLC0415 - CASA only at run time
+        from phangs_operators.casa import casa_session, casatasks  # noqa: PLC0415 - CASA only at run time
 
+        t0 = time.monotonic()
+        casatasks()  # import + configuration, paid once per task process: recorded apart
+        self._casa_import_s = time.monotonic() - t0
         ti = context.get("ti")
         try_number = getattr(ti, "try_number", 1) if ti is not None else 1
         tag = self.task_id.replace("/", "_").replace(".", "_") + self._map_suffix(context)
@@ -202,6 +216,9 @@ class PhangsBaseOperator(BaseOperator):
             "host": socket.gethostname(),
             "stage": self.stage,
             "elapsed_s": round(elapsed, 3),
+            # part of elapsed_s spent importing CASA in this process (None: not a CASA step)
+            "casa_import_s": (round(self._casa_import_s, 3) if getattr(self, "_casa_import_s", None) is not None
+                              else None),
             "inputs": inputs,
             "software": {"phangs_airflow": __version__},
             "result": result,
@@ -210,6 +227,86 @@ class PhangsBaseOperator(BaseOperator):
         tmp = qa_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=1, default=str))
         os.replace(tmp, qa_file)
+
+
+def _cache_init_signature(cls: type) -> None:
+    """Store ``inspect.signature(cls.__init__)`` on the function (parse-time speed only).
+
+    Airflow's ``.partial()`` computes the signature of every ``__init__`` of the operator's
+    classes for every mapped task it creates (``_get_operator_defaults``); ``inspect.signature``
+    returns a function's ``__signature__`` when it has one, so this makes that a lookup. The
+    signature is the one ``inspect`` would compute; the metaclass wrapper copies it along.
+    """
+    init = cls.__dict__.get("__init__")
+    if init is not None and "__signature__" not in getattr(init, "__dict__", {"__signature__": None}):
+        init.__signature__ = inspect.signature(init)
+
+
+_cache_init_signature(PhangsBaseOperator)
+
+
+_BASE_INIT = BaseOperator.__init__.__wrapped__
+_BASE_INIT_PARAMS = tuple(n for n in inspect.signature(_BASE_INIT).parameters if n != "self")
+
+
+def _init_base_operator(self: BaseOperator, kwargs: dict[str, Any]) -> None:
+    """``BaseOperator.__init__(self, **kwargs)`` from inside an operator's ``__init__``.
+
+    ``PhangsBaseOperator.__init__`` always runs inside Airflow's ``apply_defaults`` of the
+    operator class (or of this class), which has already taken the DAG and task group from
+    the context, merged the DAG's and the task's ``default_args`` and ``params`` and passed
+    the merged ``default_args`` down. BaseOperator's own ``apply_defaults`` would redo that
+    merge (deep-copying the DAG params) for every task; this does what that level adds on
+    top of it: fill BaseOperator's arguments from ``default_args``, call the function,
+    record the arguments and validate trigger arguments.
+    """
+    default_args = kwargs.pop("default_args", None) or {}
+    for name in _BASE_INIT_PARAMS:
+        if name not in kwargs and name in default_args:
+            kwargs[name] = default_args[name]
+    _BASE_INIT(self, **kwargs, default_args=default_args)
+    self._BaseOperator__init_kwargs.update(kwargs)
+    if hasattr(self, "_validate_start_from_trigger_kwargs"):
+        self._validate_start_from_trigger_kwargs()
+
+
+def _skip_nested_apply_defaults(cls: type) -> None:
+    """Run ``cls.__init__`` without Airflow's ``apply_defaults`` when a subclass calls it.
+
+    Airflow's metaclass wraps every operator ``__init__`` in ``apply_defaults``, which merges
+    the DAG's default_args and params again at each level of ``super().__init__()``; an
+    operator derived from this class paid three merges (its own, this one and BaseOperator's)
+    for every task, at parse time. When called from a subclass's ``__init__`` (the outer
+    ``apply_defaults`` has started: it sets ``_BaseOperator__init_kwargs``), this level only
+    fills its own keyword arguments from ``default_args`` (what its ``apply_defaults`` would
+    have added) and calls the function; the outer level does the rest as before (and
+    :func:`_init_base_operator` replaces BaseOperator's level). Called on its own
+    (``PhangsBaseOperator(...)``, or a subclass without an ``__init__``) the usual wrapper
+    runs. ``tests/airflow/test_parse_speedups.py`` checks that operators built either way are
+    identical.
+    """
+    wrapped = cls.__dict__["__init__"]
+    raw = wrapped.__wrapped__
+    own = [n for n, prm in inspect.signature(raw).parameters.items() if prm.kind is prm.KEYWORD_ONLY]
+
+    def __init__(self, **kwargs: Any) -> None:
+        if "_BaseOperator__init_kwargs" not in self.__dict__:
+            return wrapped(self, **kwargs)
+        defaults = kwargs.get("default_args") or {}
+        filled = {name: defaults[name] for name in own if name not in kwargs and name in defaults}
+        kwargs.update(filled)
+        raw(self, **kwargs)
+        if filled:  # recorded with the operator's arguments, as apply_defaults does
+            self._BaseOperator__init_kwargs.update(filled)
+
+    __init__.__dict__.update(wrapped.__dict__)  # __signature__ and the metaclass' bookkeeping
+    __init__.__wrapped__ = raw  # what apply_defaults compares to find the outermost level
+    __init__.airflow_init = wrapped  # the plain Airflow path (tests compare both)
+    __init__.__doc__, __init__.__qualname__ = raw.__doc__, raw.__qualname__
+    cls.__init__ = __init__
+
+
+_skip_nested_apply_defaults(PhangsBaseOperator)
 
 
 class RunStatusOperator(BaseOperator):

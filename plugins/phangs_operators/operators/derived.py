@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from phangs_operators import filenames as fn
-from phangs_operators.operators.base import PhangsBaseOperator
+from phangs_operators.operators.base import PhangsBaseOperator, _skip_nested_apply_defaults
 
 
 def _record(value: Any) -> dict[str, Any]:
@@ -53,6 +53,10 @@ class _DerivedOperator(PhangsBaseOperator):
         name = fn.derived_filename(self.names["target"], self.names["config"], self.names["product"],
                                    res=res_tag or None, ext=ext)
         return str(Path(self.out_dir or self.workdir) / name)
+
+
+# a derived operator's __init__ calls this one, which then skips Airflow's repeated merge
+_skip_nested_apply_defaults(_DerivedOperator)
 
 
 class ConvolveCubeOperator(_DerivedOperator):
@@ -230,3 +234,169 @@ class MomentsOperator(_DerivedOperator):
         maps = [p for prod in result.get("products", {}).values() for k, p in prod.items()
                 if k in ("map", "error") and isinstance(p, str)]
         return {"res_tag": res, "maps": maps, "moments": result}
+
+
+def _moment_defs(moments: Sequence[Mapping[str, Any]]):
+    from phangs_operators.routines.cubes.moments import MomentDef  # noqa: PLC0415
+
+    return [MomentDef(name=m["name"], algorithm=m["algorithm"], mask=m.get("mask"), ext=m["ext"],
+                      ext_error=m.get("ext_error") or "", round=int(m.get("round", 1)),
+                      kwargs=dict(m.get("kwargs") or {}), maps_to_pass=list(m.get("maps_to_pass") or []),
+                      other_exts=dict(m.get("other_exts") or {}))
+            for m in moments]
+
+
+#: maps a round-2 mom1wprior needs when the moment key gives no ``maps_to_pass``
+MOM1WPRIOR_MAPS = ("strict_mom1", "strict_emom1", "broad_mom1", "broad_emom1", "broad_mom0", "broad_emom0")
+
+
+class Mom1WithPriorOperator(_DerivedOperator):
+    """Round-2 moments of one resolution (PHANGS ``task_generate_secondary_moments``):
+    ``mom1wprior``, the strict mom1 filled from the broad mom1 where the broad mom0 is
+    significant and the broad mom1 agrees with the prior velocity field
+    (``vfield_reject_thresh``). The maps it reads (``maps_to_pass``) are the round-1 maps of the
+    same resolution; the prior is the moment key's ``other_exts['vfield_prior']`` file
+    (``{target}_7m+tp_co21_15as_strict_mom1.fits`` for PHANGS), made by another config's
+    round-1 moments. Without that file the hybrid is made without the prior test (logged).
+    XCom: ``{"res_tag":, "maps": [paths], "moments": {...}}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "round1", "out_dir")
+
+    def __init__(self, *, round1: Any, moments: list[Mapping[str, Any]], vfield_prior: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.round1 = round1
+        self.moments = [dict(m) for m in moments]
+        self.vfield_prior = vfield_prior
+
+    def _res(self) -> tuple[str, bool]:
+        rec = _record(self.round1) if isinstance(self.round1, Mapping) else {"res_tag": "", "skipped": False}
+        return rec.get("res_tag") or "", bool(rec.get("skipped"))
+
+    def outputs(self, context):
+        res, skipped = self._res()
+        if skipped:
+            return []
+        return [self.derived_path(res, ext) for m in self.moments for ext in (m["ext"], m.get("ext_error"))
+                if ext]
+
+    def execute(self, context):
+        context["res_label"] = self._res()[0] or "native"
+        return super().execute(context)
+
+    def run_routine(self, context):
+        res, skipped = self._res()
+        if skipped:
+            return {"res_tag": res, "maps": [], "skipped": True}
+        from phangs_operators.routines.cubes.moments import make_mom1wprior  # noqa: PLC0415
+
+        prior = self.vfield_prior
+        if prior and not Path(prior).is_file():
+            self.log.warning("prior velocity field %s does not exist (its config/resolution was not made "
+                             "or was skipped): mom1wprior without the prior test", prior)
+            prior = None
+        elif not prior:
+            self.log.warning("no prior velocity field planned for %s: mom1wprior without the prior test",
+                             self.names)
+        maps: list[str] = []
+        results: dict[str, Any] = {}
+        skipped_defs: dict[str, str] = {}
+        for d in _moment_defs(self.moments):
+            if d.algorithm != "mom1wprior":
+                skipped_defs[d.name] = f"algorithm {d.algorithm!r} is not a round-2 moment"
+                continue
+            passed = {ext: self.derived_path(res, "_" + ext) for ext in (d.maps_to_pass or MOM1WPRIOR_MAPS)}
+            need = ("strict_mom1", "strict_emom1", "broad_mom1", "broad_emom1")
+            missing = [passed.get(e) or e for e in need if not passed.get(e) or not Path(passed[e]).is_file()]
+            if missing:
+                # PHANGS skips a round-2 moment whose inputs are missing (with a warning)
+                skipped_defs[d.name] = f"round-1 maps missing: {missing}"
+                self.log.warning("%s at %r: round-1 maps missing %s; skipped", d.name, res or "native", missing)
+                continue
+            optional = {k: passed.get(k) if passed.get(k) and Path(passed[k]).is_file() else None
+                        for k in ("broad_mom0", "broad_emom0")}
+            out_map, out_err = self.derived_path(res, d.ext), self.derived_path(res, d.ext_error)
+            r = make_mom1wprior(passed["strict_mom1"], passed["strict_emom1"], passed["broad_mom1"],
+                                passed["broad_emom1"], out_map, out_err, vfield_prior=prior,
+                                vfield_reject_thresh=d.kwargs.get("vfield_reject_thresh", "30km/s"),
+                                mom0_thresh=float(d.kwargs.get("mom0_thresh", 2.0)), **optional).to_dict()
+            results[d.name] = {**r["products"].get("mom1wprior", {}), "warnings": r.get("warnings", [])}
+            maps += [out_map, out_err]
+        return {"res_tag": res, "maps": maps, "moments": results, "vfield_prior": prior,
+                "skipped_moments": skipped_defs}
+
+
+class FlatProductsOperator(_DerivedOperator):
+    """Round 3 of one (config, product) (PHANGS ``task_build_vfield``,
+    ``task_build_flat_strict_mask`` / ``task_build_flat_broad_mask`` and
+    ``task_generate_flatmaps``), one QA record for the three steps:
+
+    1. the velocity field ``{target}_{config}_{product}_vfield.fits``: hierarchical fill from the
+       ``mom1wprior`` maps in ``vfields`` (this config native first, its other resolutions, then
+       its linked ``mask_configs``; missing files are left out);
+    2. per resolution a flat strict mask (|v - vfield| <= window/2, OR the strict mask) and a
+       flat broad mask (OR the broad mask), tagged with the resolution;
+    3. the round-3 moments (``flatstrictmom0``, ``flatbroadmom0``) with those masks.
+
+    XCom: ``{"files": [vfield], "maps": [{"res_tag":, "maps": [...]}...]}``.
+    """
+
+    template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "resolutions", "broad_mask",
+                                      "out_dir")
+
+    def __init__(self, *, resolutions: Any, broad_mask: Any, vfields: Sequence[str],
+                 moments: list[Mapping[str, Any]], flatstrictmask_kw: Mapping[str, Any] | None = None,
+                 flatbroadmask_kw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolutions = resolutions
+        self.broad_mask = broad_mask
+        self.vfields = list(vfields)
+        self.moments = [dict(m) for m in moments]
+        self.flatstrictmask_kw = dict(flatstrictmask_kw or {})
+        self.flatbroadmask_kw = dict(flatbroadmask_kw or {})
+
+    def vfield_path(self) -> str:
+        return self.derived_path("", "_vfield")
+
+    def outputs(self, context):
+        return [self.vfield_path()]
+
+    def run_routine(self, context):
+        from phangs_operators.routines.cubes.masks import make_flat_mask  # noqa: PLC0415
+        from phangs_operators.routines.cubes.moments import make_moments  # noqa: PLC0415
+        from phangs_operators.routines.cubes.vfield import make_vfield  # noqa: PLC0415
+
+        available = [p for p in self.vfields if Path(p).is_file()]
+        if not available:
+            self.log.warning("no mom1wprior map of %s or its linked configs exists (%s): no velocity "
+                             "field, no flat masks or flat moments", self.names, self.vfields)
+            return {"skipped": True, "reason": "no mom1wprior map", "candidates": self.vfields}
+        vfield = self.vfield_path()
+        vres = make_vfield(available[0], available[1:], vfield).to_dict()
+        broad = self.broad_mask["broadmask"] if isinstance(self.broad_mask, Mapping) else self.broad_mask
+        per_res: list[dict[str, Any]] = []
+        for rec in (_record(r) for r in _flatten(self.resolutions if isinstance(self.resolutions, (list, tuple))
+                                                  else [self.resolutions])):
+            res = rec.get("res_tag") or ""
+            if rec.get("skipped") or not rec.get("strictmask"):
+                per_res.append({"res_tag": res, "maps": [], "skipped": True})
+                continue
+            masks = {"flatstrictmask": self.derived_path(res, "_flatstrictmask"),
+                     "flatbroadmask": self.derived_path(res, "_flatbroadmask")}
+            mres = {
+                "flatstrictmask": make_flat_mask(rec["cube"], vfield, masks["flatstrictmask"],
+                                                 mask_fits=rec["strictmask"], **self.flatstrictmask_kw).to_dict(),
+                "flatbroadmask": make_flat_mask(rec["cube"], vfield, masks["flatbroadmask"], mask_fits=broad,
+                                                **self.flatbroadmask_kw).to_dict(),
+            }
+            root = Path(self.derived_path(res, "")).name[: -len(".fits")]
+            moms = make_moments(rec["cube"], rec["noise"], masks, self.out_dir or self.workdir,
+                                _moment_defs(self.moments), root=root).to_dict()
+            files = [p for prod in moms.get("products", {}).values() for k, p in prod.items()
+                     if k in ("map", "error") and isinstance(p, str)]
+            per_res.append({"res_tag": res, "maps": [*masks.values(), *files],
+                            "masks": {k: {"n_voxels": v.get("n_voxels"), "fraction": v.get("fraction")}
+                                      for k, v in mres.items()},
+                            "moments": moms.get("products", {}), "moment_warnings": moms.get("warnings", [])})
+        return {"files": [vfield], "vfield": vres, "maps": per_res}

@@ -44,6 +44,9 @@ _KIND_RULES: tuple[tuple[str, str], ...] = (
     (r"(^|_)pb$", "pb"),
     (r"^(strict|broad|flat\w*)mask$", "mask"),
     (r"^coverage(2d)?$", "coverage"),
+    (r"^emom1wprior$", "emoment"),
+    (r"^mom1wprior$", "moment"),
+    (r"^vfield$", "vfield"),
     (r"^(strict|broad|flat)\w*_e\w+$", "emoment"),
     (r"^(strict|broad|flat)\w*$", "moment"),
 )
