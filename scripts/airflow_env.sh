@@ -13,11 +13,19 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$PHANGS_DEMO_ROOT/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-2}"
+# one executor slot more than the casa pool (= cores): the next CASA task starts while the
+# previous one's supervisor winds down (docs/ORCHESTRATION_OVERHEAD.md)
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-$(( $(nproc) + 1 ))}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/passwords.json"
 export OMP_NUM_THREADS=1
+# the task supervisor notices the exit of its task process only at its next select() timeout,
+# [workers] min_heartbeat_interval (default 5 s): up to 5 s of idle executor slot per task
+# (docs/ORCHESTRATION_OVERHEAD.md)
+export AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="${AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL:-1}"
+# an idle scheduler loop sleeps 1 s by default before it looks for freed slots again
+export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="${AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME:-0.2}"
 export CASASITECONFIG="$ROOT/plugins/phangs_operators/casa/casasiteconfig.py"
 export MPLCONFIGDIR="$PHANGS_DEMO_ROOT/mplconfig"
 export CASA_LOG_DIR="$PHANGS_DEMO_ROOT/casa_logs"

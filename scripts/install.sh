@@ -25,7 +25,9 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 if command -v uv >/dev/null 2>&1; then
     [[ -x "$target/bin/python" ]] || uv venv --quiet --python "$PY" "$target"
-    uv pip install --quiet --python "$target/bin/python" \
+    # --compile-bytecode: uv writes no .pyc by default (pip does); without them every Airflow
+    # task process compiles airflow + CASA again (docs/ORCHESTRATION_OVERHEAD.md)
+    uv pip install --quiet --compile-bytecode --python "$target/bin/python" \
         -r requirements.txt -r requirements-dev.txt "${CONSTRAINTS[@]}"
     uv pip install --quiet --python "$target/bin/python" --no-deps -e .
 else

@@ -94,7 +94,9 @@ class AirflowCluster:
     extra_env : dict
         More environment variables (the demo's ``PHANGS_*``).
     parallelism : int
-        ``[core] parallelism`` (and Celery worker concurrency).
+        ``[core] parallelism`` (and Celery worker concurrency). One more than ``casa_slots``
+        lets the next CASA task start while the previous task's supervisor is still
+        winding down (docs/ORCHESTRATION_OVERHEAD.md).
     casa_slots : int
         Slots of the pool ``casa``.
     """
@@ -146,6 +148,13 @@ class AirflowCluster:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            # the task supervisor notices the exit of its task process only at its next
+            # select() timeout, min_heartbeat_interval (default 5 s): 0-5 s of idle executor
+            # slot after every task (docs/ORCHESTRATION_OVERHEAD.md)
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            # an idle scheduler loop sleeps this long before it looks for freed slots again
+            # (default 1 s: ~0.5 s per task instance; 0.2 s costs ~5 % of a core when idle)
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "OMP_NUM_THREADS": "1",
             "MPLBACKEND": "Agg",

@@ -13,13 +13,25 @@ Every CASA call of the project goes through this module so that it runs
 
 casatools is imported lazily, inside :func:`casatools` / :func:`casatasks`, never at module
 import time, so DAG files that import operators stay fast.
+
+Start-up cost (every Airflow task instance is a new process): the package ``casatasks`` imports
+all of its ~125 tasks in its ``__init__`` (flagdata, partition, sdatmcor, ... pull in scipy
+and matplotlib), 2.0-2.7 s per process on the 2-core worker, although a step uses one to three
+tasks. :func:`casatasks` therefore registers the package *without* running that ``__init__``
+(:func:`_casatasks_package`: the same ``casalog`` set-up, tasks imported on first attribute
+access, ``casatasks.tclean`` alone: 0.03 s). Code that does ``from casatasks import X`` or
+``import casatasks.private.simutil`` after it gets the same lazy package.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.metadata
+import importlib.util
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,10 +64,75 @@ def casatools() -> ModuleType:
     return _ct
 
 
+def _casatasks_package() -> ModuleType:
+    """``casatasks`` registered in ``sys.modules`` without executing its ``__init__``.
+
+    The package object gets what that ``__init__`` defines and the tasks rely on: ``casalog``
+    (a ``casatools.logsink`` on the configured log file, made the global sink), ``version()``
+    and ``version_string()``; every other attribute (a task such as ``tclean``, or a
+    sub-package) is imported on first access by the module ``__getattr__`` (PEP 562), and
+    ``from casatasks import imregrid`` goes through the same hook. The MPI start-up of the
+    real ``__init__`` is left out: ``casampi`` is not part of this deployment.
+
+    If ``casatasks`` is already imported (someone ran ``import casatasks`` first) that
+    module is returned unchanged; ``PHANGS_CASATASKS_EAGER=1`` imports the whole package
+    instead (a fallback, and the baseline of ``benchmarks/bench_orchestration.py``).
+    """
+    existing = sys.modules.get("casatasks")
+    if existing is not None:
+        return existing
+    if os.environ.get("PHANGS_CASATASKS_EAGER", "").lower() in ("1", "true", "yes"):
+        import casatasks as _full  # noqa: PLC0415 - the whole package, as casatasks ships it
+
+        return _full
+    spec = importlib.util.find_spec("casatasks")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("casatasks is not installed in this interpreter "
+                          f"({sys.executable}); install casatasks==6.7.0.31 (requirements.txt)")
+    import casatools as _ct  # noqa: PLC0415 - lazy on purpose
+    from casaconfig import config  # noqa: PLC0415 - configured by the casatools import
+
+    pkg = ModuleType("casatasks", "CASA tasks, imported one by one on first use (phangs_operators.casa)")
+    pkg.__spec__ = spec
+    pkg.__loader__ = spec.loader
+    pkg.__file__ = spec.origin
+    pkg.__path__ = list(spec.submodule_search_locations)
+    pkg.__package__ = "casatasks"
+    release = importlib.metadata.version("casatasks")
+    pkg.version = lambda: [int(p) for p in release.split(".")[:4]]
+    pkg.version_string = lambda: release
+    pkg.casalog = _ct.logsink(config.logfile)
+    pkg.casalog.setglobal(True)
+
+    def __getattr__(name: str):  # noqa: N807 - PEP 562 module hook
+        if name.startswith("__"):
+            raise AttributeError(f"module 'casatasks' has no attribute {name!r}")
+        try:
+            module = importlib.import_module(f"casatasks.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"casatasks.{name}":
+                raise AttributeError(f"module 'casatasks' has no attribute {name!r} "
+                                     f"(no module casatasks.{name} in {pkg.__path__[0]})") from None
+            raise
+        # a task module casatasks/X.py defines the task object X; the import system bound
+        # the sub-module itself to the package attribute, replace it by the task
+        value = getattr(module, name, module)
+        setattr(pkg, name, value)
+        return value
+
+    pkg.__getattr__ = __getattr__
+    sys.modules["casatasks"] = pkg
+    return pkg
+
+
 def casatasks() -> ModuleType:
-    """Import and return :mod:`casatasks` with the project's configuration."""
+    """Return :mod:`casatasks` with the project's configuration.
+
+    Tasks are imported on first use (see :func:`_casatasks_package`), so
+    ``casatasks().tclean(...)`` costs the import of ``tclean`` only.
+    """
     casatools()
-    import casatasks as _cta  # noqa: PLC0415 - lazy on purpose
+    _cta = _casatasks_package()
 
     global _LOG_CONFIGURED
     if not _LOG_CONFIGURED:
