@@ -89,11 +89,11 @@ def mosaic_cube(staged_mosaic, mosaic_geometry, cube_recipe, img_dir):
 
 def test_geometry(mosaic_geometry, single_geometry):
     g = mosaic_geometry
-    # recorded (tiny 12m+7m): beam estimate 3.05", cell 0.6", 180 x 180, extent 88.8"
+    # tiny 12m+7m (19 + 7 pointings): cell <= beam / 5, image covers 1.2 x the pointing extent
     assert g["cell_arcsec"] <= g["beam_estimate_arcsec"] / 5.0
     assert g["cell_arcsec"] > g["beam_estimate_arcsec"] / 10.0
     assert all(n * g["cell_arcsec"] > 1.2 * e for n, e in zip(g["imsize"], g["extent_arcsec"], strict=True))
-    assert g["dish_m"] == 7.0 and g["nfields"] == 10
+    assert g["dish_m"] == 7.0 and g["nfields"] == 25  # 19 12m + 7 7m pointings, the centre shared
     assert g["phasecenter"] == "J2000 12h00m00.0s -30d00m00.0s"
     s = single_geometry
     assert s["dish_m"] == 12.0 and s["nfields"] == 1
@@ -119,11 +119,11 @@ def test_clean_cube_matches_the_simulation(mosaic_cube, mosaic_geometry, staged_
     assert 0.6 * g["beam_estimate_arcsec"] < res.beam_minor_arcsec <= res.beam_major_arcsec
     assert res.beam_major_arcsec < 1.6 * g["beam_estimate_arcsec"]
     assert res.beam_minor_arcsec / g["cell_arcsec"] >= 4.0
-    # flux: clean components x channel width vs the model; the interferometer alone misses the
-    # extended emission (recorded ~48 of 108 Jy km/s)
+    # flux: clean components x channel width vs the model; the interferometer alone misses part
+    # of the extended emission (recorded 98.5 of 108.4 Jy km/s in the clean components)
     flux = res.model_flux_jy * staged_mosaic.chan_width_kms
     model = tiny["manifest"]["galaxies"]["ngc9999"]["line_flux_jykms"]
-    assert 0.25 * model < flux < 0.9 * model
+    assert 0.5 * model < flux < 0.97 * model
     # the line sits at the right velocities: model flux per channel peaks inside the line extent
     model_cube = _pixels(root + ".model")
     per_chan = model_cube.sum(axis=(0, 1, 2))
@@ -223,7 +223,8 @@ def _assert_same(a_path, b_path, what, tol=0.0):
 
 @pytest.mark.parametrize("kind", ["single", "mosaic"])
 def test_chunked_equals_monolithic_exactly(kind, request, cube_recipe, img_dir):
-    """Hogbom to 2 sigma (whole-cube noise) with one minor cycle per channel: bit-identical cubes."""
+    """Hogbom to 4 (single) / 2 (mosaic) sigma of the whole-cube noise with one minor cycle per
+    channel: bit-identical cubes (single), 0.5 sigma (mosaic)."""
     from phangs_operators.routines import imaging
 
     staged = request.getfixturevalue("staged_single" if kind == "single" else "staged_mosaic")
@@ -241,7 +242,9 @@ def test_chunked_equals_monolithic_exactly(kind, request, cube_recipe, img_dir):
         noise = whole.noise_jy
     else:  # the dirty residual of the monolithic PHANGS run (same dirty imaging parameters)
         noise = request.getfixturevalue("mosaic_cube").noise_jy
-    threshold = 2.0 * noise
+    # single pointing: 4 sigma - Hogbom without major cycles on the sparse 12-antenna snapshot
+    # diverges on the bright disk when pushed to 2 sigma (then the two runs differ chaotically)
+    threshold = (4.0 if kind == "single" else 2.0) * noise
     chunk_size = 7 if kind == "single" else 10
     mono, gathered, gdirty, plan, roots = _chunked_vs_monolithic(
         staged.out_ms, geometry, kw, out, threshold, chunk_size=chunk_size, workdir=img_dir / "work"
@@ -271,7 +274,7 @@ def test_chunked_equals_monolithic_exactly(kind, request, cube_recipe, img_dir):
     assert len(majors) == mono.nchan
     assert majors == imaging.read_beam(out / "mono.image")["per_plane_major"]
     # the pooled noise of the dirty chunks is the whole cube's noise
-    th = imaging.chunks_threshold([r + "_dirty" for r in roots], nsigma=2.0)
+    th = imaging.chunks_threshold([r + "_dirty" for r in roots], nsigma=threshold / noise)
     assert th["noise_jy"] == pytest.approx(noise, rel=1e-9)
     assert th["threshold_jy"] == pytest.approx(threshold, rel=1e-9)
 

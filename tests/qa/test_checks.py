@@ -174,6 +174,19 @@ def test_channel_stripe_found(cfg):
     assert s.value < 0.33 and "channel 7" in s.reason
 
 
+def test_channel_band_found_and_smooth_rise_is_not_a_stripe(cfg):
+    _, noise = _noise_cube()
+    noise[8:11] *= 1.5  # a band of three channels: found at its edges
+    s = checks.check_noise_stripes(noise, cfg)
+    assert s.value < 0.33 and "channel" in s.reason
+    # the noise of bright line channels in a dynamic-range-limited cube (demo ngc9997): a smooth
+    # rise to 2.5x over ten channels and back, no channel out of line with its neighbours
+    _, noise = _noise_cube()
+    bump = 1.0 + 1.5 * np.exp(-0.5 * ((np.arange(noise.shape[0]) - 10) / 3.0) ** 2)
+    s = checks.check_noise_stripes(noise * bump[:, None, None].astype(np.float32), cfg)
+    assert s.value == 1.0, s.reason
+
+
 def test_moment_finite(cfg):
     mask = np.zeros((5, 10, 10), dtype=bool)
     mask[2, 2:6, 2:6] = True

@@ -74,7 +74,7 @@ def test_tp_noise_is_seeded_and_flux_neutral() -> None:
     assert a.sum(dtype=np.float64) == pytest.approx(clean.sum(dtype=np.float64), rel=1e-4)
 
 
-@pytest.mark.parametrize("n", [3, 7])
+@pytest.mark.parametrize("n", [3, 7, 19])
 def test_mosaic_pointings_are_hexagonally_spaced(n: int) -> None:
     spacing = 11.0
     pts = np.array(sim.hexagonal_offsets(n, spacing))

@@ -65,7 +65,8 @@ def test_manifest_lists_every_output(tiny_demo) -> None:
     for g in m["galaxies"].values():
         apertures = g["line_flux_within_radius_jykms"]
         fluxes = [apertures[r] for r in sorted(apertures, key=float)]
-        assert fluxes == sorted(fluxes) and fluxes[0] > 0
+        # non-decreasing (apertures that hold the whole disk agree to rounding)
+        assert all(b >= a * (1 - 1e-12) for a, b in zip(fluxes[:-1], fluxes[1:], strict=True)) and fluxes[0] > 0
         assert fluxes[-1] <= g["line_flux_jykms"] * (1 + 1e-6)
         if g["r_max_arcsec"] <= 30.0:  # the whole disk is inside the 30" aperture
             assert apertures["30"] == pytest.approx(g["line_flux_jykms"], rel=1e-3)
@@ -79,8 +80,8 @@ def test_manifest_lists_every_output(tiny_demo) -> None:
     "name, array, n_fields",
     [
         ("ngc9997_12m_single.ms", "12m", 1),
-        ("ngc9999_12m_mosaic.ms", "12m", 7),
-        ("ngc9999_7m_mosaic.ms", "7m", 3),
+        ("ngc9999_12m_mosaic.ms", "12m", 19),
+        ("ngc9999_7m_mosaic.ms", "7m", 7),
         ("ngc9998_1_12m_mosaic.ms", "12m", 3),
         ("ngc9998_2_7m_single.ms", "7m", 1),
     ],

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Simulate the demo project's ALMA data with the casatools simulator: a rotating CO(2-1) disk
-(ngc9999: 12m 7-pointing + 7m 3-pointing mosaics; ngc9997: one 12m pointing of the same sky)
+(ngc9999: 12m 19-pointing + 7m 7-pointing mosaics; ngc9997: one 12m pointing of the same sky)
 and a second galaxy observed as two overlapping mosaic parts (ngc9998_1, ngc9998_2; 12m + 7m)
 for linear mosaicking, with a 20 mJy continuum nucleus, thermal noise, TOPO spectral windows
 and XX/YY correlations, plus 28.5" total-power cubes (3-D FITS, Jy/beam, 4" pixels).

@@ -77,7 +77,11 @@ class FeatherOperator(PhangsBaseOperator):
 
     The TP FITS (3-D, Jy/beam or K) gets a Stokes axis, is reordered to RA, Dec, Stokes, Freq,
     regridded onto the interferometer cube (velocity axis too) and feathered with ``sdfactor``.
-    XCom: ``{"image": <feathered>, "flux_interf":, "flux_feathered":, ...}``.
+    ``area="interferometer"`` (default, PHANGS) limits the feathered cube to the interferometric
+    footprint; ``"singledish"`` keeps the TP data over the whole TP map (see
+    ``routines.postprocess.feather_cube``). ``model_image`` (a simulator's sky model, optional)
+    adds the model flux and the recovered fraction to the QA record.
+    XCom: ``{"image": <feathered>, "numbers": {interf/sd/feathered fluxes}, ...}``.
     """
 
     template_fields: Sequence[str] = (*PhangsBaseOperator.template_fields, "interf", "singledish_fits",
@@ -87,10 +91,12 @@ class FeatherOperator(PhangsBaseOperator):
     ui_color = "#f3d1ea"
 
     def __init__(self, *, interf: Any, singledish_fits: str, out_image: str, sdfactor: float = 1.0,
-                 **kwargs: Any) -> None:
+                 area: str = "interferometer", model_image: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.interf, self.singledish_fits, self.out_image = interf, singledish_fits, out_image
         self.sdfactor = sdfactor
+        self.area = area
+        self.model_image = model_image
 
     def inputs(self, context):
         return [self.singledish_fits]
@@ -105,8 +111,9 @@ class FeatherOperator(PhangsBaseOperator):
         sd_image = self.out_image.replace(".image", "_singledish.image")
         imported = post.import_singledish(self.singledish_fits, interf, sd_image, workdir=os.getcwd(),
                                           overwrite=self.overwrite)
-        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, workdir=os.getcwd(),
-                                   overwrite=self.overwrite)
+        model = self.model_image if self.model_image and Path(self.model_image).exists() else None
+        result = post.feather_cube(interf, sd_image, self.out_image, sdfactor=self.sdfactor, area=self.area,
+                                   model_image=model, workdir=os.getcwd(), overwrite=self.overwrite)
         out = result.to_dict()
         out.update({"image": self.out_image, "singledish": imported.to_dict(),
                     "pb": self.interf.get("pb") if isinstance(self.interf, Mapping) else None})

@@ -633,7 +633,13 @@ def check_noise_gaussian(cube: np.ndarray, noise: np.ndarray, mask: np.ndarray |
 
 
 def _step_profile(profile: np.ndarray, size: int = 7) -> tuple[float, int]:
-    """Largest |profile - running median| and where (``profile`` is relative: 1 = typical)."""
+    """Largest step of a relative profile (1 = typical) and where, as a fraction of the local level.
+
+    A step is where the profile leaves both its running median (``size``) **and** the straight
+    line between its two neighbours: a stripe (one element or a band a few elements wide, seen
+    at its edges) does both, a smooth rise does not - e.g. the noise of the bright line channels
+    of a dynamic-range-limited cube, which climbs over ten channels and comes down again.
+    """
     from scipy.ndimage import median_filter  # noqa: PLC0415
 
     p = np.asarray(profile, dtype=float)
@@ -641,7 +647,13 @@ def _step_profile(profile: np.ndarray, size: int = 7) -> tuple[float, int]:
     if ok.sum() < size:
         return 0.0, -1
     filled = np.where(ok, p, np.nanmedian(p[ok]))
-    dev = np.abs(filled - median_filter(filled, size=size, mode="nearest"))
+    local = median_filter(filled, size=size, mode="nearest")
+    dev_median = np.abs(filled - local)
+    padded = np.concatenate([filled[:1], filled, filled[-1:]])
+    dev_line = np.abs(filled - 0.5 * (padded[:-2] + padded[2:]))
+    # relative to the local level where that is above typical (a step on a raised noise is
+    # judged against the raised noise)
+    dev = np.minimum(dev_median, dev_line) / np.maximum(local, 1.0)
     dev[~ok] = 0.0
     i = int(np.argmax(dev))
     return float(dev[i]), i

@@ -15,7 +15,7 @@ the simulator ``sm.setseed``.  Outputs are built in a temporary directory
 (``outdir/.simulate-*``) and moved into place at the end, with ``manifest.json`` (the ground
 truth for tests) last.
 
-Observations (see :func:`observations`): ``ngc9999`` 12m 7-pointing + 7m 3-pointing mosaics;
+Observations (see :func:`observations`): ``ngc9999`` 12m 19-pointing + 7m 7-pointing mosaics;
 ``ngc9997`` one 12m pointing on the same sky; ``ngc9998_1``/``ngc9998_2``, the two overlapping
 parts of the linear mosaic ``ngc9998``, each a 12m 3-pointing mosaic + one 7m pointing.  Each
 MS is observed on its own date, so the TOPO frequencies differ between MSes as in real data.
@@ -247,12 +247,12 @@ def _presets() -> dict[str, Preset]:
             n_ant_12m=12,
             n_ant_7m=6,
             n_int_single=10,
-            n_int_mosaic12=14,
-            n_int_mosaic7=18,
+            n_int_mosaic12=38,
+            n_int_mosaic7=21,
             n_int_part12=6,
             n_int_part7=6,
-            noise_12m_jy=0.35,
-            noise_7m_jy=1.0,
+            noise_12m_jy=0.10,
+            noise_7m_jy=0.29,
             tp_npix=40,
             tp_noise_jy_beam=0.01,
         ),
@@ -267,8 +267,8 @@ def _presets() -> dict[str, Preset]:
             n_ant_12m=43,
             n_ant_7m=10,
             n_int_single=60,
-            n_int_mosaic12=56,
-            n_int_mosaic7=120,
+            n_int_mosaic12=57,
+            n_int_mosaic7=119,
             n_int_part12=12,
             n_int_part7=20,
             noise_12m_jy=1.0,
@@ -281,7 +281,10 @@ def _presets() -> dict[str, Preset]:
 
 #: the demo galaxies (their names/positions/velocities are those of include/keys/)
 GALAXIES: dict[str, Galaxy] = {
-    "ngc9999": Galaxy(name="ngc9999", ra_hms="12h00m00.0s", dec_dms="-30d00m00.0s", vsys_kms=500.0),
+    # compact enough that the 12m+7m footprint (pb >= 0.5, ~30" radius) holds the disk with a
+    # margin for the 29" TP beam, as a PHANGS mosaic covers its galaxy's CO disk
+    "ngc9999": Galaxy(name="ngc9999", ra_hms="12h00m00.0s", dec_dms="-30d00m00.0s", vsys_kms=500.0,
+                      scale_arcsec=3.0, r_max_arcsec=15.0),
     "ngc9998": Galaxy(
         name="ngc9998",
         ra_hms="12h10m00.0s",
@@ -309,29 +312,37 @@ def primary_beam_fwhm_arcsec(dish_m: float, freq_hz: float = CO21_REST_HZ) -> fl
 def hexagonal_offsets(n: int, spacing_arcsec: float) -> tuple[tuple[float, float], ...]:
     """Mosaic pointing offsets (east, north) [arcsec].
 
-    ``n`` = 1 (centre), 3 (equilateral triangle of side ``spacing`` around the centre) or
-    7 (centre + hexagon of radius ``spacing``).
+    ``n`` = 1 (centre), 3 (equilateral triangle of side ``spacing`` around the centre), 7 or 19
+    (the centre and the first one or two rings of a hexagonal lattice of pitch ``spacing``, as
+    the ALMA OT lays out rectangular mosaics).
     """
     if n == 1:
         return ((0.0, 0.0),)
     if n == 3:
         radius = spacing_arcsec / math.sqrt(3.0)
         angles = np.radians([90.0, 210.0, 330.0])
-    elif n == 7:
-        radius = spacing_arcsec
-        angles = np.radians(np.arange(0.0, 360.0, 60.0))
-    else:
-        raise SimulationError(f"unsupported number of mosaic pointings: {n} (use 1, 3 or 7)")
-    ring = tuple(
-        (round(float(radius * math.cos(a)), 6), round(float(radius * math.sin(a)), 6)) for a in angles
-    )
-    return ((0.0, 0.0),) + ring if n == 7 else ring
+        return tuple((round(float(radius * math.cos(a)), 6), round(float(radius * math.sin(a)), 6))
+                     for a in angles)
+    rings = {7: 1, 19: 2}.get(n)
+    if rings is None:
+        raise SimulationError(f"unsupported number of mosaic pointings: {n} (use 1, 3, 7 or 19)")
+    # axial lattice coordinates (i, j) with hexagonal distance <= rings, sorted by ring then angle
+    a1 = np.array([1.0, 0.0])
+    a2 = np.array([0.5, math.sqrt(3.0) / 2.0])
+    pts = []
+    for i in range(-rings, rings + 1):
+        for j in range(-rings, rings + 1):
+            if max(abs(i), abs(j), abs(i + j)) <= rings:
+                xy = spacing_arcsec * (i * a1 + j * a2)
+                pts.append((max(abs(i), abs(j), abs(i + j)), round(math.atan2(xy[1], xy[0]) % (2 * math.pi), 9),
+                            round(float(xy[0]), 6) + 0.0, round(float(xy[1]), 6) + 0.0))
+    return tuple((e, nn) for _, _, e, nn in sorted(pts))
 
 
 def observations(preset: Preset) -> list[Observation]:
     """The measurement sets a preset makes (fixed order: it sets the noise seeds)."""
-    s12 = 0.45 * primary_beam_fwhm_arcsec(12.0)
-    s7 = 0.45 * primary_beam_fwhm_arcsec(7.0)
+    s12 = 0.511 * primary_beam_fwhm_arcsec(12.0)
+    s7 = 0.511 * primary_beam_fwhm_arcsec(7.0)
     g1, g2 = GALAXIES["ngc9999"], GALAXIES["ngc9998"]
     p1, p2 = "2024.1.99999.S", "2024.1.99998.S"
     obs = [
@@ -361,7 +372,7 @@ def observations(preset: Preset) -> list[Observation]:
             "NGC9999",
             g1.ra_hms,
             g1.dec_dms,
-            hexagonal_offsets(7, s12),
+            hexagonal_offsets(19, s12),
             preset.n_ant_12m,
             preset.n_int_mosaic12,
             preset.noise_12m_jy,
@@ -377,7 +388,7 @@ def observations(preset: Preset) -> list[Observation]:
             "NGC9999",
             g1.ra_hms,
             g1.dec_dms,
-            hexagonal_offsets(3, s7),
+            hexagonal_offsets(7, s7),
             preset.n_ant_7m,
             preset.n_int_mosaic7,
             preset.noise_7m_jy,

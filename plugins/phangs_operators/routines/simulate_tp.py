@@ -71,7 +71,7 @@ TP_MODEL_CELL_ARCSEC = 2.0
 
 TP_PRESETS: dict[str, dict[str, Any]] = {
     # CI: 2 antennas, one coverage of a 110" square, ~110 channels
-    "tiny": {"n_antennas": 2, "map_size_arcsec": 110.0, "n_coverages": 1, "chan_per_model_chan": 1,
+    "tiny": {"n_antennas": 2, "map_size_arcsec": 130.0, "n_coverages": 1, "chan_per_model_chan": 1,
              "span_kms": 1100.0, "integration_s": 1.0, "noise_k": 0.0005},
     # benchmarks: 4 antennas, 2 coverages of a 150" square, model channels halved
     "bench": {"n_antennas": 4, "map_size_arcsec": 150.0, "n_coverages": 2, "chan_per_model_chan": 2,
