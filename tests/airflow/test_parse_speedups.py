@@ -73,6 +73,7 @@ def test_fast_constructor_equals_airflow_apply_defaults(monkeypatch, default_arg
     for cls in (base.PhangsBaseOperator, derived._DerivedOperator):
         monkeypatch.setattr(cls, "__init__", cls.__dict__["__init__"].airflow_init)
     monkeypatch.setattr(base, "_init_base_operator", lambda self, kwargs: BaseOperator.__init__(self, **kwargs))
+    monkeypatch.delattr(base.PhangsBaseOperator, "__setattr__")  # Airflow's own attribute setter
     _, plain = _build(DAG, default_args)
     assert [_state(op) for op in plain] == fast_states
     by_id = {op.task_id: op for op in fast}
@@ -132,3 +133,30 @@ def test_build_dags_restores_the_garbage_collector(tmp_path, monkeypatch, enable
         assert list(dags) == ["phangs_ngc9997"]
     finally:
         (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize("airflow_setattr", [False, True])
+def test_attribute_setting_after_construction_behaves_as_airflow(monkeypatch, airflow_setattr):
+    """The cached-converter ``__setattr__``: converters still run, a template field set to an
+    XComArg after construction still makes the dependency, ``__init_kwargs`` follows."""
+    from datetime import timedelta
+
+    from airflow.sdk import DAG
+
+    from phangs_operators.operators import base
+
+    if airflow_setattr:
+        monkeypatch.delattr(base.PhangsBaseOperator, "__setattr__")
+    dag, ops = _build(DAG, {"owner": "phangs"})
+    conv, broad, plain = ops[0], ops[1], ops[3]
+    broad.retry_delay = 12.0  # BaseOperator converts seconds to a timedelta
+    assert broad.retry_delay == timedelta(seconds=12)
+    broad.retries = "3"
+    assert broad.retries == 3
+    out = conv.output
+    assert "grp.convolve" not in plain.upstream_task_ids
+    plain.workdir = out  # a template field set after construction
+    assert "grp.convolve" in plain.upstream_task_ids
+    assert plain._BaseOperator__init_kwargs["workdir"] is out
+    broad.note = "not an argument"
+    assert broad.note == "not an argument" and "note" not in broad._BaseOperator__init_kwargs
