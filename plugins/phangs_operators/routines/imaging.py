@@ -653,6 +653,27 @@ def _run_tclean(kw: Mapping[str, Any]) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
+#: tclean stop codes of a diverging deconvolution: the peak residual grew by more than 3x since
+#: the previous major cycle (5) or since the minimum reached (6)
+DIVERGED_STOPCODES = (5, 6)
+
+
+def _model_images(root: str) -> list[Path]:
+    """The model image(s) of an imaging root (``.model``, or ``.model.tt0``/``.tt1`` for mtmfs)."""
+    base = Path(root + ".model")
+    return [p for p in sorted(base.parent.glob(base.name + "*")) if p.is_dir() and not p.name.endswith(".prev")]
+
+
+def _snapshot_models(root: str) -> list[tuple[Path, Path]]:
+    pairs = []
+    for model in _model_images(root):
+        prev = model.with_name(model.name + ".prev")
+        shutil.rmtree(prev, ignore_errors=True)
+        shutil.copytree(model, prev)
+        pairs.append((model, prev))
+    return pairs
+
+
 def _stopcode(summary: Mapping[str, Any]) -> int | None:
     code = summary.get("stopcode")
     try:
@@ -801,9 +822,27 @@ def _clean_loop(
         if pbmask is not None:
             kw["pbmask"] = pbmask
         t0 = time.perf_counter()
-        summary = _run_tclean(kw)
+        snapshots = _snapshot_models(job.tmp_root)
+        try:
+            summary = _run_tclean(kw)
+            diverged = _stopcode(summary) in DIVERGED_STOPCODES
+            if diverged:
+                # tclean stopped a diverging minor cycle: go back to the model before this loop,
+                # rebuild residual and restored image from it (one major cycle), stop the loop
+                log.warning("%s loop %d of %s diverged (tclean stopcode %s): model of the previous loop "
+                            "restored, loop stopped", stage, loop, job.tmp_root, _stopcode(summary))
+                for current, prev in snapshots:
+                    shutil.rmtree(current, ignore_errors=True)
+                    prev.rename(current)
+                redo = dict(kw, niter=0, calcres=True, calcpsf=False)
+                _run_tclean(redo)
+        finally:
+            for _, prev in snapshots:
+                shutil.rmtree(prev, ignore_errors=True)
         flux = _image_sum(model) if model.exists() else 0.0
         stop, reason, frac = schedule.decide(loop, prev_flux, flux, stop_at_negative)
+        if diverged:
+            stop, reason = True, "diverged"
         rec = {
             "stage": stage, "loop": loop, "deconvolver": deconvolver, "niter": kw["niter"],
             "cycleniter": kw["cycleniter"], "threshold_jy": threshold, "noise_jy": noise, "model_flux": flux,
