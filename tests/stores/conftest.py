@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
 
 from phangs_operators.stores import Catalog, ProductStore
@@ -31,18 +30,6 @@ def store(request) -> ProductStore:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'catalog.db'}"
-
-
-@pytest.fixture
-def pg_url(postgres_url) -> Iterator[str]:
-    """A fresh schema in the session database (search_path set through libpq options)."""
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    raw = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
-    with psycopg2.connect(raw) as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with psycopg2.connect(raw) as conn, conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

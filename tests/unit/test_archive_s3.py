@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 
@@ -60,21 +59,10 @@ def project(tmp_path, monkeypatch):
     return load_project(KEYS)
 
 
-@pytest.fixture
-def pg_catalog_url(postgres_url) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    raw = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
-    with psycopg2.connect(raw) as conn, conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with psycopg2.connect(raw) as conn, conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def catalog(request, tmp_path) -> Iterator[Catalog]:
     url = (f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_catalog_url"))
+           else request.getfixturevalue("pg_url"))
     cat = Catalog.from_url(url)
     yield cat
     cat.close()
