@@ -150,22 +150,29 @@ def _dirs(project: Project, target: str) -> dict[str, Path]:
             for name in ("imaging", "postprocess", "derived")}
 
 
+def _ms_paths(project: Project, target: str, tag: str,
+              cache: dict[tuple[str, str], list[str]] | None = None) -> list[str]:
+    """Measurement sets of (target, array tag): the existing file, else the first candidate
+    path. ``cache`` keeps them for the other products and configs of the DAG (each lookup
+    stats the file under every ``ms_root``)."""
+    key = (target, tag)
+    paths = cache.get(key) if cache is not None else None
+    if paths is None:
+        paths = [str(path or (project.ms_candidates(entry) or [Path(entry.filename)])[0])
+                 for entry, path in project.ms_for(target, tag)]
+        if cache is not None:
+            cache[key] = paths
+    return list(paths)
+
+
 def _ms_by_array(project: Project, target: str, config: str,
                  cache: dict[tuple[str, str], list[str]] | None = None) -> dict[str, list[str]]:
-    """Measurement sets of (target, config) by array tag (the existing file, else the first
-    candidate path). ``cache`` keeps the paths of each (target, array tag) for the other
-    products and configs of the DAG (each lookup stats the file under every ``ms_root``)."""
+    """Measurement sets of (target, config) by array tag (see :func:`_ms_paths`)."""
     out: dict[str, list[str]] = {}
     for tag in project.array_tags(config):
-        key = (target, tag)
-        paths = cache.get(key) if cache is not None else None
-        if paths is None:
-            paths = [str(path or (project.ms_candidates(entry) or [Path(entry.filename)])[0])
-                     for entry, path in project.ms_for(target, tag)]
-            if cache is not None:
-                cache[key] = paths
+        paths = _ms_paths(project, target, tag, cache)
         if paths:
-            out[tag] = list(paths)
+            out[tag] = paths
     return out
 
 
@@ -439,8 +446,7 @@ def build_target_dag(project: Project, target: str, *, schedule: Any = None,
         # total power: ALMA TP measurement sets -> the single-dish cube feathering uses
         singledish_tasks: dict[tuple[str, str], Any] = {}
         for sd_target in dict.fromkeys([target, *plan["units"]]):
-            tp_ms = [str(path or (project.ms_candidates(e) or [Path(e.filename)])[0])
-                     for e, path in project.ms_for(sd_target, SINGLEDISH_ARRAY_TAG)]
+            tp_ms = _ms_paths(project, sd_target, SINGLEDISH_ARRAY_TAG, ms_cache)
             if not tp_ms:
                 continue
             sd_conf = project.singledish_config(SINGLEDISH_ARRAY_TAG)
